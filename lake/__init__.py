@@ -1,0 +1,1 @@
+"""The lake: table registry, maintenance and time-travel helpers."""

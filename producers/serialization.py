@@ -1,0 +1,77 @@
+"""Avro values in the Confluent wire format, keys as plain UTF-8 strings.
+
+The ``.avsc`` files under ``schemas/`` are the only definition of each event;
+this module loads them and binds them to the schema registry under the
+TopicNameStrategy subject ``<topic>-value``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import StringSerializer
+
+from streamhouse.settings import PROJECT_ROOT, RegistrySettings
+
+SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+
+
+def schema_path(name: str) -> Path:
+    """Path of a schema file under ``schemas/`` at the repository root."""
+    return SCHEMAS_DIR / name
+
+
+def load_schema_str(name: str) -> str:
+    """Text of the ``.avsc`` file ``name`` (e.g. ``quake_change.avsc``)."""
+    return schema_path(name).read_text(encoding="utf-8")
+
+
+def value_subject(topic: str) -> str:
+    """Subject of a topic's values under the TopicNameStrategy: ``<topic>-value``."""
+    return f"{topic}-value"
+
+
+def make_registry_client(settings: RegistrySettings) -> SchemaRegistryClient:
+    """A schema registry client for ``settings.url`` (``mock://...`` gives the in-memory mock)."""
+    return SchemaRegistryClient.new_client({"url": settings.url})
+
+
+def register_value_schema(
+    client: SchemaRegistryClient, topic: str, schema_str: str, *, compatibility: str | None
+) -> int:
+    """Register ``schema_str`` under ``<topic>-value`` and return its schema id.
+
+    Called once at start-up so a registry that is down or a schema it refuses
+    fails the producer before the first poll, not on the first record. The
+    subject's compatibility level is set after the registration so it works
+    whether or not a registry accepts the config of a subject that does not
+    exist yet; the first version has nothing to be compatible with anyway.
+    """
+    subject = value_subject(topic)
+    schema_id = client.register_schema(subject, Schema(schema_str, schema_type="AVRO"))
+    if compatibility:
+        client.set_compatibility(subject_name=subject, level=compatibility)
+    return schema_id
+
+
+def make_value_serializer(client: SchemaRegistryClient, schema_str: str) -> AvroSerializer:
+    """An ``AvroSerializer`` writing the Confluent wire format, subject ``<topic>-value``.
+
+    The subject strategy is set explicitly: in confluent-kafka 2.16 the default
+    is the ASSOCIATED strategy, which first asks the registry's
+    ``/associations`` API and falls back to the topic name only on a 404; a
+    registry answering that unknown path with another status fails every record.
+    """
+    serializer: AvroSerializer = AvroSerializer(
+        client,
+        schema_str,
+        conf={"auto.register.schemas": True, "subject.name.strategy.type": "TOPIC"},
+    )
+    return serializer
+
+
+def make_key_serializer() -> StringSerializer:
+    """Keys are the entity id as plain UTF-8 bytes (no schema, no wire-format prefix)."""
+    return StringSerializer("utf_8")

@@ -1,0 +1,58 @@
+"""USGS earthquakes as a declarative HTTP source (FDSN event web service).
+
+Contract: ``tests/data/usgs/README.md``. The choices below are about that
+contract, not about the poller:
+
+- ``updatedafter`` is inclusive and parsed by the service to whole seconds
+  (PHP ``strtotime``), so the cursor resolution is 1000 ms and the cursor
+  re-reads the last second (see ``producers.cursor``).
+- ``includedeleted=true``: without it the service hides deleted events, so a
+  deletion would never reach the stream; with it they come back with
+  ``status: "deleted"`` and become DELETE change events.
+- ``orderby=time-asc`` sorts by *event* time, not by ``updated``; the poller
+  sorts versions itself. Ascending order keeps offsets stable while new events
+  arrive during paging (they append at the end instead of shifting pages).
+- ``limit`` <= 20000 keeps each request under the service's search limit
+  (a request matching more than 20000 events is refused with 400).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from producers.mapping import feature_to_quake_change
+from producers.sources.base import HttpSource, OffsetPaging
+from streamhouse.settings import SourceSettings
+
+#: Largest page the service serves (and the largest result of one request).
+SERVICE_LIMIT = 20_000
+#: The service reads time parameters to whole seconds.
+CURSOR_RESOLUTION_MS = 1000
+#: Avro schema of the change events, a file under ``schemas/``.
+VALUE_SCHEMA = "quake_change.avsc"
+STATIC_PARAMS = {"format": "geojson", "orderby": "time-asc", "includedeleted": "true"}
+
+
+def format_updatedafter(epoch_ms: int) -> str:
+    """ISO 8601 UTC date-time without zone designator, floored to whole seconds."""
+    instant = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
+    return instant.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def usgs_earthquakes(settings: SourceSettings) -> HttpSource:
+    """The USGS FDSN event query (or the simulator speaking it) as an ``HttpSource``."""
+    return HttpSource(
+        name=settings.name,
+        url=settings.base_url,
+        static_params=STATIC_PARAMS,
+        cursor_param="updatedafter",
+        cursor_field="properties.updated",
+        primary_key="id",
+        records_path="features",
+        snapshot_time_path="metadata.generated",
+        paging=OffsetPaging(page_size=min(settings.page_size, SERVICE_LIMIT)),
+        format_cursor=format_updatedafter,
+        cursor_resolution_ms=CURSOR_RESOLUTION_MS,
+        map_record=feature_to_quake_change,
+        value_schema=VALUE_SCHEMA,
+    )

@@ -1,0 +1,72 @@
+"""Build the SparkSession every job uses: Delta, Kafka and Avro from cached jars.
+
+The connector jars are resolved once from Maven Central into the jar cache and
+passed to Spark as local jars, so starting a job never downloads anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from streamhouse.runtime.maven import Coordinate, resolve_bundle
+from streamhouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+SPARK_VERSION = "4.1.1"
+DELTA_VERSION = "4.4.0"
+
+SPARK_CONNECTORS = [
+    Coordinate.parse(f"io.delta:delta-spark_4.1_2.13:{DELTA_VERSION}"),
+    Coordinate.parse(f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION}"),
+    Coordinate.parse(f"org.apache.spark:spark-avro_2.13:{SPARK_VERSION}"),
+]
+# Spark ships scala, jackson, hadoop, parquet, log4j...: take only the connectors'
+# own jars, never second copies of what is on Spark's classpath already.
+_CONNECTOR_GROUPS = ("io.delta", "io.unitycatalog", "org.apache.spark", "org.apache.kafka",
+                     "org.apache.commons")
+_ALREADY_IN_SPARK = ("spark-tags_2.13",)
+
+
+def connector_jars(settings: Settings) -> list[Path]:
+    """Paths of the Delta, Kafka and Avro connector jars, resolving them on first use."""
+    folder = resolve_bundle(
+        settings.jars_dir,
+        f"spark-connectors-{SPARK_VERSION}-delta-{DELTA_VERSION}",
+        SPARK_CONNECTORS,
+        settings.runtime.maven_cmd,
+        include_groups=_CONNECTOR_GROUPS,
+        exclude_artifacts=_ALREADY_IN_SPARK,
+    )
+    return sorted(folder.glob("*.jar"))
+
+
+def build_spark(settings: Settings, app_name: str) -> SparkSession:
+    """A SparkSession for ``app_name`` configured from the settings."""
+    from pyspark.sql import SparkSession
+
+    spark_cfg = settings.spark
+    jars = ",".join(str(p) for p in connector_jars(settings))
+    builder = (
+        SparkSession.builder.appName(app_name)
+        .master(spark_cfg.master)
+        .config("spark.jars", jars)
+        .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
+        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
+        .config("spark.driver.memory", spark_cfg.driver_memory)
+        .config("spark.ui.enabled", str(spark_cfg.ui_enabled).lower())
+        .config("spark.ui.showConsoleProgress", "false")
+        .config("spark.driver.host", spark_cfg.driver_host)
+        .config("spark.driver.bindAddress", spark_cfg.driver_bind_address)
+        .config("spark.sql.session.timeZone", "UTC")
+        # Local state and spill stay under the state directory, not in /tmp.
+        .config("spark.local.dir", str(settings.state_dir / "spark-local"))
+        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}")
+        .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+    )
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    return spark

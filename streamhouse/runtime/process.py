@@ -1,0 +1,151 @@
+"""Local processes of the embedded runtime: start detached, find by pid, stop.
+
+Each service owns ``<state_dir>/<service>/`` with ``service.log``,
+``service.pid`` and a ``data/`` folder. The pid file also records the
+process start time read from ``/proc``, so a pid reused by an unrelated
+process after a reboot is never mistaken for the service (and never killed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ServicePaths:
+    """Where one service keeps its files."""
+
+    root: Path
+
+    @property
+    def log(self) -> Path:
+        return self.root / "service.log"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "service.pid"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    def ensure(self) -> None:
+        self.data.mkdir(parents=True, exist_ok=True)
+
+
+def _proc_start_ticks(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot, or None if it does not exist."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces; fields after the last ')' are fixed.
+    fields = stat.rsplit(")", 1)[1].split()
+    state = fields[0]
+    if state == "Z":
+        return None
+    return fields[19]
+
+
+def read_pid(paths: ServicePaths) -> int | None:
+    """The pid of the running service, or None when it is not running."""
+    try:
+        pid_text, ticks = paths.pid_file.read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    if _proc_start_ticks(pid) != ticks:
+        return None
+    return pid
+
+
+def spawn(
+    paths: ServicePaths, command: list[str], env: dict[str, str], cwd: Path | None = None
+) -> int:
+    """Start ``command`` detached in its own session, output appended to the service log."""
+    paths.ensure()
+    with paths.log.open("ab") as log:
+        log.write(f"\n=== start {time.strftime('%Y-%m-%dT%H:%M:%S')}: {command}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=cwd or paths.root,
+            start_new_session=True,
+        )
+    ticks = _proc_start_ticks(proc.pid) or "0"
+    paths.pid_file.write_text(f"{proc.pid} {ticks}\n")
+    return proc.pid
+
+
+def stop(paths: ServicePaths, timeout_s: float) -> bool:
+    """Stop the service by its recorded pid: SIGTERM its process group, SIGKILL after timeout.
+
+    Returns False when nothing was running.
+    """
+    pid = read_pid(paths)
+    if pid is None:
+        paths.pid_file.unlink(missing_ok=True)
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and read_pid(paths) is not None:
+        _reap(pid)
+        time.sleep(0.2)
+    if read_pid(paths) is not None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        while read_pid(paths) is not None:
+            _reap(pid)
+            time.sleep(0.1)
+    paths.pid_file.unlink(missing_ok=True)
+    return True
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status when the service is our own child (else it stays a zombie)."""
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def port_in_use(host: str, port: int) -> bool:
+    """True when something already listens on ``host:port``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and all its descendants, in bytes."""
+    total = 0
+    for child in [pid, *_descendants(pid)]:
+        try:
+            for line in Path(f"/proc/{child}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return total
+
+
+def _descendants(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        direct = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return children
+    for child in map(int, direct):
+        children.append(child)
+        children.extend(_descendants(child))
+    return children

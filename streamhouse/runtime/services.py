@@ -1,0 +1,352 @@
+"""What each service of the embedded runtime is: its command, port and readiness probe.
+
+A ``ServiceSpec`` is pure description built from the settings; ``stack``
+does the starting and stopping. Infrastructure services run from jars
+resolved from Maven Central (Kafka, Apicurio Registry) or from Debian's
+package (Prometheus); the platform's own processes run from this virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from streamhouse.errors import UserFacingError
+from streamhouse.runtime.java import check_java
+from streamhouse.runtime.maven import Coordinate, resolve_bundle
+from streamhouse.runtime.process import ServicePaths, port_in_use
+from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
+
+INFRA_SERVICES = ("kafka", "registry", "prometheus")
+PLATFORM_SERVICES = ("simulator", "poller", "bronze-stream")
+SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES
+
+MONITORING_DIR = PROJECT_ROOT / "monitoring"
+
+
+@dataclass
+class ServiceSpec:
+    """How to run and probe one service. ``prepare`` returns the command to run."""
+
+    name: str
+    port: int
+    depends_on: tuple[str, ...]
+    prepare: Callable[[ServicePaths], list[str]]
+    ready: Callable[[], bool]
+    after_ready: Callable[[], None] = lambda: None
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+
+
+def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
+    try:
+        return httpx.get(url, timeout=timeout_s).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def kafka_server_properties(settings: Settings, data_dir: Path) -> str:
+    """KRaft combined broker + controller configuration for a single node."""
+    rt = settings.runtime
+    host, port, ctl = rt.host, rt.ports.kafka, rt.ports.kafka_controller
+    lines = {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{ctl}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{ctl}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(data_dir),
+        "num.partitions": str(settings.kafka.topic_partitions),
+        # One node: every internal topic has one replica.
+        "offsets.topic.replication.factor": "1",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "auto.create.topics.enable": "false",
+    }
+    return "".join(f"{k}={v}\n" for k, v in lines.items())
+
+
+_KAFKA_LOG4J2 = """Configuration:
+  Appenders:
+    Console:
+      name: STDOUT
+      PatternLayout:
+        pattern: "[%d] %p %m (%c)%n"
+  Loggers:
+    Root:
+      level: INFO
+      AppenderRef:
+        - ref: STDOUT
+    Logger:
+      - name: kafka.request.logger
+        level: WARN
+      - name: org.apache.kafka.controller
+        level: INFO
+"""
+
+
+def _kafka(settings: Settings) -> ServiceSpec:
+    rt = settings.runtime
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        java = check_java(rt.java_home, rt.min_java_version)
+        jars = resolve_bundle(
+            settings.jars_dir,
+            f"kafka-{rt.kafka_version}",
+            [
+                Coordinate.parse(f"org.apache.kafka:kafka_2.13:{rt.kafka_version}"),
+                # Kafka logs through SLF4J 1.7; without a binding the broker is silent.
+                Coordinate.parse("org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"),
+            ],
+            rt.maven_cmd,
+        )
+        config = paths.root / "server.properties"
+        config.write_text(kafka_server_properties(settings, paths.data))
+        (paths.root / "log4j2.yaml").write_text(_KAFKA_LOG4J2)
+        classpath = f"{jars}/*"
+        if not (paths.data / "meta.properties").exists():
+            _format_kafka_storage(java, classpath, config, paths)
+        return [
+            java,
+            f"-Xmx{rt.kafka_heap}",
+            f"-Xms{rt.kafka_heap}",
+            "-XX:+UseG1GC",
+            f"-Dlog4j2.configurationFile={paths.root / 'log4j2.yaml'}",
+            "-cp",
+            classpath,
+            "kafka.Kafka",
+            str(config),
+        ]
+
+    def ready() -> bool:
+        from confluent_kafka.admin import AdminClient
+
+        if not port_in_use(rt.host, rt.ports.kafka):
+            return False  # not listening yet: spare librdkafka's connection-refused noise
+        try:
+            admin = AdminClient({"bootstrap.servers": f"{rt.host}:{rt.ports.kafka}"})
+            return bool(admin.list_topics(timeout=2).brokers)
+        except Exception:
+            return False
+
+    def after_ready() -> None:
+        ensure_topics(settings)
+
+    return ServiceSpec("kafka", rt.ports.kafka, (), prepare, ready, after_ready)
+
+
+def ensure_topics(settings: Settings) -> None:
+    """Create the platform's topics when missing (the broker does not auto-create topics)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.kafka.client_config())
+    existing = set(admin.list_topics(timeout=10).topics)
+    wanted = [settings.kafka.changes_topic, settings.kafka.dead_letter_topic]
+    new = [
+        NewTopic(name, num_partitions=settings.kafka.topic_partitions, replication_factor=1)
+        for name in wanted
+        if name not in existing
+    ]
+    for name, future in admin.create_topics(new).items() if new else ():
+        try:
+            future.result(timeout=30)
+        except Exception as error:
+            raise UserFacingError(f"Kafka could not create topic {name}: {error}") from error
+
+
+def _format_kafka_storage(java: str, classpath: str, config: Path, paths: ServicePaths) -> None:
+    import subprocess
+
+    tool = [java, "-cp", classpath, "kafka.tools.StorageTool"]
+    cluster_id = subprocess.run(
+        [*tool, "random-uuid"], capture_output=True, text=True, check=True
+    ).stdout.split()[-1]
+    result = subprocess.run(
+        [*tool, "format", "-t", cluster_id, "-c", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    with paths.log.open("a") as log:
+        log.write(result.stdout + result.stderr)
+    if result.returncode != 0:
+        raise UserFacingError(f"Formatting Kafka's storage failed; see {paths.log}")
+
+
+def _registry(settings: Settings) -> ServiceSpec:
+    rt = settings.runtime
+    base = f"http://{rt.host}:{rt.ports.registry}"
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        java = check_java(rt.java_home, rt.min_java_version)
+        bundle = resolve_bundle(
+            settings.jars_dir,
+            f"apicurio-registry-{rt.registry_version}",
+            [
+                Coordinate.parse(
+                    f"io.apicurio:apicurio-registry-app:{rt.registry_version}:tar.gz:all"
+                )
+            ],
+            rt.maven_cmd,
+        )
+        runner = _find_registry_runner(bundle)
+        return [
+            java,
+            f"-Xmx{rt.registry_heap}",
+            # KafkaSQL keeps every schema in a Kafka topic (as Confluent's registry
+            # does), so ids survive a restart of the registry.
+            "-Dapicurio.storage.kind=kafkasql",
+            f"-Dapicurio.kafkasql.bootstrap.servers={rt.host}:{rt.ports.kafka}",
+            f"-Dquarkus.http.host={rt.host}",
+            f"-Dquarkus.http.port={rt.ports.registry}",
+            f"-Dquarkus.management.host={rt.host}",
+            f"-Dquarkus.management.port={rt.ports.registry + 1000}",
+            "-Dapicurio.rest.deletion.artifact.enabled=true",
+            "-Dapicurio.rest.deletion.artifact-version.enabled=true",
+            "-Djava.io.tmpdir=" + str(paths.data),
+            "-jar",
+            str(runner),
+        ]
+
+    def ready() -> bool:
+        return _http_ok(f"{base}/apis/ccompat/v7/subjects")
+
+    def after_ready() -> None:
+        response = httpx.put(
+            f"{base}/apis/ccompat/v7/config",
+            json={"compatibility": settings.registry.compatibility},
+            timeout=10,
+        )
+        response.raise_for_status()
+
+    return ServiceSpec("registry", rt.ports.registry, ("kafka",), prepare, ready, after_ready)
+
+
+def _find_registry_runner(bundle: Path) -> Path:
+    """The registry's launcher: ``quarkus-run.jar`` (fast-jar) or ``*-runner.jar`` (legacy)."""
+    for pattern in ("**/quarkus-run.jar", "**/*-runner.jar"):
+        found = sorted(bundle.glob(pattern))
+        if found:
+            return found[0]
+    raise UserFacingError(f"No registry launcher jar in {bundle}: remove it and run again.")
+
+
+def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
+    """Scrape targets per job, for Prometheus' file service discovery."""
+    rt = settings.runtime
+    return {
+        "prometheus": [f"{rt.host}:{rt.ports.prometheus}"],
+        "poller": [f"{rt.host}:{rt.ports.poller_metrics}"],
+        "bronze-stream": [f"{rt.host}:{rt.ports.stream_metrics}"],
+    }
+
+
+def _prometheus(settings: Settings) -> ServiceSpec:
+    rt = settings.runtime
+    base = f"http://{rt.host}:{rt.ports.prometheus}"
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        binary = shutil.which(rt.prometheus_cmd)
+        if binary is None:
+            raise UserFacingError(
+                f"Prometheus ('{rt.prometheus_cmd}') is not installed: run `make install` "
+                "(it installs Debian's prometheus package)."
+            )
+        config_dir = paths.root / "config"
+        shutil.rmtree(config_dir, ignore_errors=True)
+        shutil.copytree(MONITORING_DIR / "prometheus", config_dir)
+        targets = config_dir / "targets"
+        targets.mkdir(exist_ok=True)
+        for job, addresses in prometheus_targets(settings).items():
+            (targets / f"{job}.json").write_text(
+                json.dumps([{"targets": addresses, "labels": {"job": job}}], indent=2)
+            )
+        return [
+            binary,
+            f"--config.file={config_dir / 'prometheus.yml'}",
+            f"--storage.tsdb.path={paths.data}",
+            f"--web.listen-address={rt.host}:{rt.ports.prometheus}",
+            "--storage.tsdb.retention.time=7d",
+        ]
+
+    def ready() -> bool:
+        return _http_ok(f"{base}/-/ready")
+
+    return ServiceSpec("prometheus", rt.ports.prometheus, (), prepare, ready)
+
+
+def _python_service(
+    settings: Settings, name: str, port: int, depends_on: tuple[str, ...], args: list[str]
+) -> ServiceSpec:
+    rt = settings.runtime
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        return [sys.executable, "-m", *args]
+
+    def ready() -> bool:
+        return _http_ok(f"http://{rt.host}:{port}/metrics")
+
+    return ServiceSpec(
+        name, port, depends_on, prepare, ready, env=settings_env(settings), cwd=PROJECT_ROOT
+    )
+
+
+def _simulator(settings: Settings) -> ServiceSpec:
+    src = settings.source
+    spec = _python_service(
+        settings,
+        "simulator",
+        src.simulator_port,
+        (),
+        [
+            "producers.simulator",
+            "--host",
+            src.simulator_host,
+            "--port",
+            str(src.simulator_port),
+            "--fixture",
+            str(src.simulator_seed_path),
+        ],
+    )
+    spec.ready = lambda: _http_ok(
+        f"http://{src.simulator_host}:{src.simulator_port}/fdsnws/event/1/query?format=geojson&limit=1"
+    )
+    return spec
+
+
+def build_services(settings: Settings) -> dict[str, ServiceSpec]:
+    """Every service of the embedded runtime, by name, in start order."""
+    ports = settings.runtime.ports
+    specs = [
+        _kafka(settings),
+        _registry(settings),
+        _prometheus(settings),
+        _simulator(settings),
+        _python_service(
+            settings,
+            "poller",
+            ports.poller_metrics,
+            ("kafka", "registry", "simulator"),
+            ["streamhouse.cli", "poll"],
+        ),
+        _python_service(
+            settings,
+            "bronze-stream",
+            ports.stream_metrics,
+            ("kafka", "registry"),
+            ["streamhouse.cli", "stream", "bronze"],
+        ),
+    ]
+    return {spec.name: spec for spec in specs}

@@ -1,0 +1,173 @@
+"""Start, stop and inspect the embedded runtime's services.
+
+``up`` is idempotent: a running service is reported, not started twice. Each
+start waits for the readiness probe with a timeout and, when the process dies
+or never becomes ready, fails naming the service and its log. ``down`` stops
+only processes this runtime started (by the pid it recorded), in reverse
+order, and keeps their data unless asked to purge.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamhouse.errors import UserFacingError
+from streamhouse.runtime import process
+from streamhouse.runtime.services import SERVICE_NAMES, ServiceSpec, build_services
+from streamhouse.settings import Settings
+
+Report = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``stack status`` shows of one service."""
+
+    name: str
+    pid: int | None
+    port: int
+    healthy: bool
+    rss_bytes: int
+    log: Path
+
+
+def service_paths(settings: Settings, name: str) -> process.ServicePaths:
+    """The folder of one service under the state directory."""
+    return process.ServicePaths(settings.state_dir / name)
+
+
+def check_service_names(names: Iterable[str]) -> list[str]:
+    """Validate service names given by a user."""
+    names = list(names)
+    unknown = [n for n in names if n not in SERVICE_NAMES]
+    if unknown:
+        raise UserFacingError(
+            f"Unknown service {', '.join(unknown)}: choose from {', '.join(SERVICE_NAMES)}."
+        )
+    return names
+
+
+def with_dependencies(specs: dict[str, ServiceSpec], names: Iterable[str]) -> list[str]:
+    """The named services and everything they depend on, in start order."""
+    wanted: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in wanted:
+            return
+        for dep in specs[name].depends_on:
+            visit(dep)
+        wanted.add(name)
+
+    for name in names:
+        visit(name)
+    return [name for name in specs if name in wanted]
+
+
+def up(settings: Settings, names: Iterable[str] = (), report: Report = print) -> list[str]:
+    """Start the named services (default: all) and their dependencies; return those started."""
+    specs = build_services(settings)
+    order = with_dependencies(specs, check_service_names(names) or list(specs))
+    started = []
+    for name in order:
+        spec = specs[name]
+        paths = service_paths(settings, name)
+        pid = process.read_pid(paths)
+        if pid is not None:
+            report(f"{name}: already running (pid {pid}, port {spec.port})")
+            continue
+        if process.port_in_use(settings.runtime.host, spec.port):
+            raise UserFacingError(
+                f"Port {spec.port} that {name} needs is in use by another process: stop it, "
+                f"or give {name} another port (see `streamhouse settings`)."
+            )
+        _start(settings, spec, paths, report)
+        started.append(name)
+    return started
+
+
+def _start(
+    settings: Settings, spec: ServiceSpec, paths: process.ServicePaths, report: Report
+) -> None:
+    paths.ensure()
+    report(f"{spec.name}: preparing")
+    command = spec.prepare(paths)
+    began = time.monotonic()
+    pid = process.spawn(paths, command, spec.env or _default_env(), spec.cwd)
+    report(f"{spec.name}: started pid {pid}, waiting for it to be ready on port {spec.port}")
+    deadline = began + settings.runtime.start_timeout_s
+    while not spec.ready():
+        if process.read_pid(paths) is None:
+            raise UserFacingError(
+                f"{spec.name} exited while starting; its log is {paths.log}"
+            )
+        if time.monotonic() > deadline:
+            process.stop(paths, settings.runtime.stop_timeout_s)
+            raise UserFacingError(
+                f"{spec.name} was not ready after {settings.runtime.start_timeout_s:.0f} s "
+                f"and was stopped; its log is {paths.log}"
+            )
+        time.sleep(0.5)
+    spec.after_ready()
+    report(f"{spec.name}: ready in {time.monotonic() - began:.1f} s")
+
+
+def _default_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def down(
+    settings: Settings, names: Iterable[str] = (), purge: bool = False, report: Report = print
+) -> list[str]:
+    """Stop the named services (default: all) in reverse start order; return those stopped."""
+    chosen = check_service_names(names) or list(SERVICE_NAMES)
+    stopped = []
+    for name in reversed(SERVICE_NAMES):
+        if name not in chosen:
+            continue
+        paths = service_paths(settings, name)
+        if process.stop(paths, settings.runtime.stop_timeout_s):
+            report(f"{name}: stopped")
+            stopped.append(name)
+        if purge and paths.root.exists():
+            shutil.rmtree(paths.root)
+            report(f"{name}: data purged")
+    if purge and not names:
+        lake = Path(settings.lake_uri)
+        if lake.is_absolute() and lake.exists():
+            shutil.rmtree(lake)
+            report(f"lake purged: {lake}")
+    if not stopped:
+        report("nothing was running")
+    return stopped
+
+
+def status(settings: Settings) -> list[ServiceStatus]:
+    """Pid, port, health and memory of every service."""
+    specs = build_services(settings)
+    rows = []
+    for name, spec in specs.items():
+        paths = service_paths(settings, name)
+        pid = process.read_pid(paths)
+        rows.append(
+            ServiceStatus(
+                name=name,
+                pid=pid,
+                port=spec.port,
+                healthy=pid is not None and spec.ready(),
+                rss_bytes=process.rss_bytes(pid) if pid else 0,
+                log=paths.log,
+            )
+        )
+    return rows
+
+
+def log_path(settings: Settings, name: str) -> Path:
+    """The log file of a service, checking the name."""
+    check_service_names([name])
+    return service_paths(settings, name).log

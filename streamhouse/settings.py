@@ -1,0 +1,191 @@
+"""The one typed settings object of the platform.
+
+Read once at the edge (CLI, job entry point, DAG) with ``Settings()`` and passed
+down; library code never reads the environment itself. Every field can be set
+with an environment variable ``STREAMHOUSE_<SECTION>__<FIELD>`` (for example
+``STREAMHOUSE_KAFKA__BOOTSTRAP_SERVERS=broker:9092``) or in a ``.env`` file, so
+moving from the embedded runtime to containers or a cluster is configuration
+only. docker-compose.yml uses the same names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class KafkaSettings(BaseModel):
+    """Where Kafka is and which topics the platform uses."""
+
+    bootstrap_servers: str = Field(
+        "127.0.0.1:9092", description="Kafka bootstrap servers, host:port[,host:port]."
+    )
+    changes_topic: str = Field("usgs.quake_changes", description="Topic of change events.")
+    dead_letter_topic: str = Field(
+        "usgs.quake_changes.dlq", description="Topic of records that could not be published."
+    )
+    topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
+    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_SSL, ...")
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+
+    def client_config(self) -> dict[str, str]:
+        """librdkafka / Java client properties common to every client."""
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username is not None:
+            config["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            config["sasl.password"] = self.sasl_password
+        return config
+
+
+class RegistrySettings(BaseModel):
+    """The schema registry, spoken to through the Confluent REST API."""
+
+    url: str = Field(
+        "http://127.0.0.1:8081/apis/ccompat/v7",
+        description="Base URL of a Confluent-compatible schema registry API.",
+    )
+    compatibility: str = Field("BACKWARD", description="Compatibility level enforced per subject.")
+
+
+class SparkSettings(BaseModel):
+    """How Spark runs; the same jobs run on local[*] or a cluster master."""
+
+    master: str = Field("local[*]", description="Spark master URL: local[*], spark://, k8s://, yarn.")
+    shuffle_partitions: int = Field(4, ge=1)
+    driver_memory: str = "2g"
+    trigger_interval: str = Field("2 seconds", description="Micro-batch trigger interval.")
+    max_offsets_per_trigger: int | None = Field(
+        None, ge=1, description="Upper bound of Kafka offsets read per micro-batch."
+    )
+    starting_offsets: str = Field("earliest", description="Where a new query starts reading.")
+    ui_enabled: bool = False
+    driver_host: str = Field("127.0.0.1", description="Address executors reach the driver at.")
+    driver_bind_address: str = Field("127.0.0.1", description="Address the driver binds to.")
+
+
+class ServicePorts(BaseModel):
+    """Loopback ports of the embedded runtime's services."""
+
+    kafka: int = 9092
+    kafka_controller: int = 9093
+    registry: int = 8081
+    prometheus: int = 9090
+    poller_metrics: int = 9401
+    stream_metrics: int = 9402
+
+
+class RuntimeSettings(BaseModel):
+    """The embedded runtime: versions of what it runs and how long it waits."""
+
+    host: str = Field("127.0.0.1", description="Address every embedded service binds to.")
+    ports: ServicePorts = ServicePorts()
+    kafka_version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version.")
+    # 3.0.x runs on Java 17; Apicurio 3.1+ is compiled for Java 21 (set java_home to one).
+    registry_version: str = Field("3.0.9", description="io.apicurio:apicurio-registry-app version.")
+    kafka_heap: str = "768m"
+    registry_heap: str = "512m"
+    start_timeout_s: float = Field(120.0, gt=0)
+    stop_timeout_s: float = Field(30.0, gt=0)
+    java_home: Path | None = Field(None, description="JDK to run services with; default: PATH.")
+    maven_cmd: str = "mvn"
+    prometheus_cmd: str = "prometheus"
+    min_java_version: int = 17
+
+
+class SourceSettings(BaseModel):
+    """The HTTP source the poller reads."""
+
+    name: str = "usgs_earthquakes"
+    base_url: str = Field(
+        "http://127.0.0.1:8088/fdsnws/event/1/query",
+        description="Endpoint of the FDSN event query (the simulator by default).",
+    )
+    page_size: int = Field(1000, ge=1, le=20000)
+    timeout_s: float = Field(30.0, gt=0)
+    connect_timeout_s: float = Field(5.0, gt=0, description="Timeout of opening a connection.")
+    simulator_host: str = Field("127.0.0.1", description="Address the API simulator binds to.")
+    simulator_port: int = Field(8088, ge=0, le=65535, description="Port of the API simulator.")
+    simulator_seed_path: Path = Field(
+        PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_7_day_m1.geojson",
+        description="GeoJSON FeatureCollection the simulator starts with (real USGS records).",
+    )
+
+
+class Settings(BaseSettings):
+    """All settings of the platform, from ``STREAMHOUSE_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="STREAMHOUSE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    state_dir: Path = Field(
+        PROJECT_ROOT / ".state",
+        description="Where the embedded runtime keeps each service's data, logs and pids.",
+    )
+    lake_root: str | None = Field(
+        None, description="Root of the Delta lake: a local path or s3a:// / abfss:// URI."
+    )
+    jar_cache: Path = Field(
+        Path.home() / ".cache" / "streamhouse" / "jars",
+        description="Where connector and service jars are cached; kept by `stack down --purge`.",
+    )
+    kafka: KafkaSettings = KafkaSettings()
+    registry: RegistrySettings = RegistrySettings()
+    spark: SparkSettings = SparkSettings()
+    runtime: RuntimeSettings = RuntimeSettings()
+    source: SourceSettings = SourceSettings()
+
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute_state_dir(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def lake_uri(self) -> str:
+        """The lake root as a URI or absolute path Spark understands."""
+        return self.lake_root or str(self.state_dir / "lake")
+
+    @property
+    def jars_dir(self) -> Path:
+        """Directory of resolved jars."""
+        return self.jar_cache.expanduser().resolve()
+
+    def checkpoint_dir(self, job: str, sink: str) -> str:
+        """One checkpoint per sink: ``{lake_root}/_checkpoints/<job>/<sink>``."""
+        return f"{self.lake_uri.rstrip('/')}/_checkpoints/{job}/{sink}"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child process needs to read exactly ``settings`` back.
+
+    Nested fields become ``STREAMHOUSE_<SECTION>__<FIELD>``; unset optional
+    fields are left out. The parent's environment is kept underneath.
+    """
+    import os
+
+    env = dict(os.environ)
+
+    def flatten(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                flatten(f"{prefix}__{key.upper()}" if prefix else key.upper(), item)
+        elif value is not None:
+            env[f"STREAMHOUSE_{prefix}"] = str(value)
+
+    flatten("", settings.model_dump(mode="json"))
+    return env
