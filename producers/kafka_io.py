@@ -18,13 +18,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext, Se
 
 from producers.errors import PublishError
 from producers.metrics import DELIVERY_FAILURES, RECORDS_DELIVERED
-from producers.serialization import (
-    load_schema_str,
-    make_key_serializer,
-    make_registry_client,
-    make_value_serializer,
-    register_value_schema,
-)
+from producers.serialization import build_value_serializer, make_key_serializer
 from streamhouse.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -144,28 +138,16 @@ def make_change_publisher(
 ) -> ChangePublisher:
     """A publisher to ``settings.kafka.changes_topic`` with the schema registered up front.
 
-    Registers ``schema_name`` under ``<topic>-value`` (failing fast when the
-    registry is down or refuses the schema), then builds the Avro value
-    serializer, the string key serializer and an idempotent producer.
+    Registers ``schema_name`` under ``<topic>-value`` (``PublishError`` when the
+    registry is down or refuses the schema), then builds the string key
+    serializer and an idempotent producer.
     """
     topic = settings.kafka.changes_topic
-    registry = make_registry_client(settings.registry)
-    schema_str = load_schema_str(schema_name)
-    try:
-        register_value_schema(
-            registry, topic, schema_str, compatibility=settings.registry.compatibility
-        )
-    except Exception as error:
-        # Connection errors surface from the registry client's HTTP library; one
-        # exception type lets the entry point print one clear sentence.
-        raise PublishError(
-            f"cannot register {schema_name} with the schema registry at "
-            f"{settings.registry.url}: {error}"
-        ) from error
+    value_serializer, _ = build_value_serializer(settings.registry, topic, schema_name)
     producer = Producer(producer_config(settings.kafka, client_id=client_id))
     return ChangePublisher(
         producer,
         topic,
-        value_serializer=make_value_serializer(registry, schema_str),
+        value_serializer=value_serializer,
         key_serializer=make_key_serializer(),
     )

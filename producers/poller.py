@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -45,10 +45,15 @@ class PollSummary:
     """What one poll did, and the cursor the next poll starts from."""
 
     poll_id: str
+    #: Records read from the source, duplicates included.
     fetched: int
+    #: Versions already produced by an earlier poll (re-read window) or repeated by paging.
     duplicates: int
+    #: Records that could not become change events (skipped, logged).
     invalid: int
+    #: Records Kafka acknowledged.
     produced: int
+    #: Records Kafka refused or did not acknowledge within the flush timeout.
     failed: int
     pages: int
     cursor: Cursor
@@ -65,11 +70,11 @@ class Batch:
 
 def new_poll_id(now_ms: int) -> str:
     """A readable, sortable, unique poll id: UTC start time plus a random suffix."""
-    started = datetime.fromtimestamp(now_ms / 1000, tz=UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-    return f"{started}-{uuid.uuid4().hex[:8]}"
+    started = datetime.fromtimestamp(now_ms // 1000, tz=UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{started}.{now_ms % 1000:03d}Z-{uuid.uuid4().hex[:8]}"
 
 
-def select_new_versions(source: HttpSource, cursor: Cursor, records: list[JsonObject]) -> Batch:
+def select_new_versions(source: HttpSource, cursor: Cursor, records: Sequence[JsonObject]) -> Batch:
     """Drop versions the cursor already saw (or seen twice in this poll), sort the rest.
 
     Pure. Sorting by (cursor value, key) is needed because the source orders

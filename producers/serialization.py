@@ -13,6 +13,7 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import StringSerializer
 
+from producers.errors import PublishError
 from streamhouse.settings import PROJECT_ROOT, RegistrySettings
 
 SCHEMAS_DIR = PROJECT_ROOT / "schemas"
@@ -24,8 +25,19 @@ def schema_path(name: str) -> Path:
 
 
 def load_schema_str(name: str) -> str:
-    """Text of the ``.avsc`` file ``name`` (e.g. ``quake_change.avsc``)."""
-    return schema_path(name).read_text(encoding="utf-8")
+    """Text of the schema file ``name`` (e.g. ``quake_change.avsc``), outer whitespace removed."""
+    return schema_path(name).read_text(encoding="utf-8").strip()
+
+
+def load_schema(name: str) -> Schema:
+    """The ``.avsc`` file ``name`` as a registry ``Schema`` (type AVRO).
+
+    Register and serialize with this one object: AvroSerializer strips a
+    schema string before registering it, so registering the file's raw text
+    (trailing newline) would be a second, different schema text to a registry
+    that compares texts, and could give the serializer a second schema id.
+    """
+    return Schema(load_schema_str(name), schema_type="AVRO")
 
 
 def value_subject(topic: str) -> str:
@@ -39,9 +51,9 @@ def make_registry_client(settings: RegistrySettings) -> SchemaRegistryClient:
 
 
 def register_value_schema(
-    client: SchemaRegistryClient, topic: str, schema_str: str, *, compatibility: str | None
+    client: SchemaRegistryClient, topic: str, schema: Schema, *, compatibility: str | None
 ) -> int:
-    """Register ``schema_str`` under ``<topic>-value`` and return its schema id.
+    """Register ``schema`` under ``<topic>-value`` and return its schema id.
 
     Called once at start-up so a registry that is down or a schema it refuses
     fails the producer before the first poll, not on the first record. The
@@ -50,13 +62,13 @@ def register_value_schema(
     exist yet; the first version has nothing to be compatible with anyway.
     """
     subject = value_subject(topic)
-    schema_id = client.register_schema(subject, Schema(schema_str, schema_type="AVRO"))
+    schema_id = client.register_schema(subject, schema)
     if compatibility:
         client.set_compatibility(subject_name=subject, level=compatibility)
     return schema_id
 
 
-def make_value_serializer(client: SchemaRegistryClient, schema_str: str) -> AvroSerializer:
+def make_value_serializer(client: SchemaRegistryClient, schema: Schema) -> AvroSerializer:
     """An ``AvroSerializer`` writing the Confluent wire format, subject ``<topic>-value``.
 
     The subject strategy is set explicitly: in confluent-kafka 2.16 the default
@@ -66,7 +78,7 @@ def make_value_serializer(client: SchemaRegistryClient, schema_str: str) -> Avro
     """
     serializer: AvroSerializer = AvroSerializer(
         client,
-        schema_str,
+        schema,
         conf={"auto.register.schemas": True, "subject.name.strategy.type": "TOPIC"},
     )
     return serializer
@@ -75,3 +87,29 @@ def make_value_serializer(client: SchemaRegistryClient, schema_str: str) -> Avro
 def make_key_serializer() -> StringSerializer:
     """Keys are the entity id as plain UTF-8 bytes (no schema, no wire-format prefix)."""
     return StringSerializer("utf_8")
+
+
+def build_value_serializer(
+    settings: RegistrySettings, topic: str, schema_name: str
+) -> tuple[AvroSerializer, int]:
+    """The value serializer of ``topic`` for ``schema_name``, registered up front.
+
+    Loads ``schemas/<schema_name>``, connects to ``settings.url``, registers the
+    schema under ``<topic>-value`` with ``settings.compatibility`` and returns
+    the serializer with the schema id. Raises ``PublishError`` (one sentence
+    naming the registry) when the registry is unreachable or refuses the schema.
+    """
+    client = make_registry_client(settings)
+    schema = load_schema(schema_name)
+    try:
+        schema_id = register_value_schema(
+            client, topic, schema, compatibility=settings.compatibility
+        )
+    except Exception as error:
+        # Connection errors surface from the registry client's HTTP library; one
+        # exception type lets the entry point print one clear sentence.
+        raise PublishError(
+            f"cannot register {schema_name} under {value_subject(topic)} with the schema "
+            f"registry at {settings.url}: {error}"
+        ) from error
+    return make_value_serializer(client, schema), schema_id

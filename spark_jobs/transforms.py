@@ -13,6 +13,7 @@ schema (Avro schema resolution through the ``avroSchema`` option).
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column
@@ -82,15 +83,20 @@ def decode_changes(
             F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")).alias("reason"),
         )
     )
+    # PERMISSIVE yields either null or a struct of nulls for a record that does not
+    # decode: a null in any field the schema requires marks such a record.
+    decoded_ok = F.col("event").isNotNull()
+    for name in required_fields(reader_schema):
+        decoded_ok = decoded_ok & F.col(f"event.{name}").isNotNull()
     for schema_id, writer_schema in writer_schemas.items():
         group = framed.where(F.col("wire_ok") & (F.col("schema_id") == schema_id)).select(
             *KAFKA_COLUMNS,
             F.col("schema_id"),
             _decode(F.col("avro_payload"), writer_schema, reader_schema).alias("event"),
         )
-        decoded_parts.append(group.where(F.col("event").isNotNull()))
+        decoded_parts.append(group.where(decoded_ok))
         rejected_parts.append(
-            group.where(F.col("event").isNull()).select(
+            group.where(~decoded_ok).select(
                 *KAFKA_COLUMNS,
                 F.col("schema_id"),
                 F.lit(f"Avro payload does not decode with writer schema id {schema_id}").alias(
@@ -108,6 +114,16 @@ def decode_changes(
             _decode(F.col("avro_payload"), reader_schema, reader_schema).alias("event"),
         )
     return decoded, rejected
+
+
+def required_fields(schema_json: str) -> list[str]:
+    """Top-level fields of a record schema that cannot be null."""
+    fields = json.loads(schema_json)["fields"]
+    return [
+        f["name"]
+        for f in fields
+        if not (isinstance(f["type"], list) and "null" in f["type"]) and f["type"] != "null"
+    ]
 
 
 def _union_all(parts: list[DataFrame]) -> DataFrame:

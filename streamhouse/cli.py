@@ -30,7 +30,8 @@ stream_app = typer.Typer(help="Spark Structured Streaming jobs.", no_args_is_hel
 app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 
-console = Console(stderr=True)
+# soft_wrap: a path or a sentence is never broken across lines (copy-paste, grep).
+console = Console(stderr=True, soft_wrap=True)
 out = Console()
 T = TypeVar("T")
 

@@ -147,19 +147,27 @@ def start_simulator(
     *,
     clock: Callable[[], int] | None = None,
     config: SimulatorConfig | None = None,
+    poll_interval_s: float = 0.05,
 ) -> tuple[SimulatorServer, threading.Thread]:
     """Serve ``store`` on ``host``:``port`` (0 = any free port) from a daemon thread.
 
     ``clock`` is the simulated "now" in epoch ms; by default it starts at the
     store's seed time (when its data were current) and runs at wall speed.
-    Stop with ``stop_simulator``. The bound address is ``server.base_url``.
+    Stop with ``stop_simulator``, which takes up to ``poll_interval_s`` (how
+    often the serving loop checks for shutdown). The bound address is
+    ``server.base_url``.
     """
     if clock is None:
         clock = (
             SimulatedClock(store.seed_time_ms) if store.seed_time_ms is not None else wall_clock_ms
         )
     server = SimulatorServer((host, port), store, clock=clock, config=config or SimulatorConfig())
-    thread = threading.Thread(target=server.serve_forever, name="fdsn-simulator", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": poll_interval_s},
+        name="fdsn-simulator",
+        daemon=True,
+    )
     thread.start()
     return server, thread
 

@@ -92,8 +92,18 @@ _KAFKA_LOG4J2 = """Configuration:
     Logger:
       - name: kafka.request.logger
         level: WARN
-      - name: org.apache.kafka.controller
-        level: INFO
+      # Per-partition chatter (one line per partition created or loaded) buries
+      # what matters in a single-node log.
+      - name: state.change.logger
+        level: WARN
+      - name: kafka.cluster
+        level: WARN
+      - name: kafka.log
+        level: WARN
+      - name: org.apache.kafka.storage
+        level: WARN
+      - name: org.apache.kafka.coordinator
+        level: WARN
 """
 
 

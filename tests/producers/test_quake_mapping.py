@@ -92,7 +92,9 @@ def test_records_survive_an_avro_round_trip(path: Path, parsed_schema: Any) -> N
 
 def test_renames_and_casts_spot_check() -> None:
     feature = next(
-        f for f in _features(FIXTURES / "feed_7_day_m1.geojson") if isinstance(f["properties"]["mag"], int)
+        f
+        for f in _features(FIXTURES / "feed_7_day_m1.geojson")
+        if isinstance(f["properties"]["mag"], int)
     )
     record = feature_to_quake_change(feature, **CONTEXT)
     props = feature["properties"]
@@ -234,7 +236,9 @@ def _breakers() -> list[tuple[str, Any, str]]:
     ]
 
 
-@pytest.mark.parametrize(("case", "breaker", "field"), _breakers(), ids=lambda x: x if isinstance(x, str) else "")
+@pytest.mark.parametrize(
+    ("case", "breaker", "field"), _breakers(), ids=lambda x: x if isinstance(x, str) else ""
+)
 def test_bad_features_raise_record_error(case: str, breaker: Any, field: str) -> None:
     feature = _sample_feature()
     breaker(feature)

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Install the Debian packages the embedded runtime needs, only those missing.
+# Safe to run twice: it installs nothing when everything is present.
+set -euo pipefail
+
+missing=()
+java_major() {
+  java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1
+}
+if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
+  missing+=(openjdk-17-jdk-headless)
+fi
+command -v mvn >/dev/null || missing+=(maven)
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "system packages: all present (java $(java_major), maven, prometheus)"
+  exit 0
+fi
+
+echo "installing Debian packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}; install them and run again." >&2; exit 1; }
+  SUDO=sudo
+fi
+# Debian's prometheus package would start its own daemon on :9090 where a
+# service manager runs; the runtime starts its own, so keep the package's off.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+echo "installed: ${missing[*]}"

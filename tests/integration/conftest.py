@@ -1,0 +1,72 @@
+"""The embedded stack the integration tests talk to, over real connections.
+
+The stack runs under its own state directory and on ports 10000 above the
+defaults, so a developer's own stack (``make demo``) is neither used nor
+disturbed. It is started once per session, from a purged state, and stopped
+at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streamhouse.runtime import stack
+from streamhouse.settings import PROJECT_ROOT, Settings
+
+TEST_STATE_DIR = PROJECT_ROOT / ".state-test"
+FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
+OFFSET = 10000
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in this folder is an integration test."""
+    here = Path(__file__).parent
+    for item in items:
+        if here in Path(str(item.fspath)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Settings:
+    """Settings of the test stack: defaults shifted by OFFSET, its own state directory."""
+    host = "127.0.0.1"
+    ports = {
+        "kafka": 9092 + OFFSET,
+        "kafka_controller": 9093 + OFFSET,
+        "registry": 8081 + OFFSET,
+        "prometheus": 9090 + OFFSET,
+        "poller_metrics": 9401 + OFFSET,
+        "stream_metrics": 9402 + OFFSET,
+    }
+    simulator_port = 8088 + OFFSET
+    values: dict[str, object] = {
+        "state_dir": state_dir,
+        "kafka": {"bootstrap_servers": f"{host}:{ports['kafka']}"},
+        "registry": {"url": f"http://{host}:{ports['registry']}/apis/ccompat/v7"},
+        "runtime": {"ports": ports, "start_timeout_s": 240},
+        "spark": {"master": "local[2]", "shuffle_partitions": 2, "trigger_interval": "1 second"},
+        "source": {
+            "base_url": f"http://{host}:{simulator_port}/fdsnws/event/1/query",
+            "simulator_port": simulator_port,
+            "simulator_seed_path": FIXTURES / "feed_7_day_m1.geojson",
+        },
+    }
+    values.update(overrides)
+    return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def stack_settings() -> Settings:
+    """Settings of the running test stack."""
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+def running_stack(stack_settings: Settings) -> Iterator[Settings]:
+    """Start every service of the embedded runtime from a purged state; stop them after."""
+    stack.down(stack_settings, purge=True, report=lambda _m: None)
+    stack.up(stack_settings, report=print)
+    yield stack_settings
+    stack.down(stack_settings, report=print)

@@ -1,0 +1,93 @@
+"""The real schema registry: Confluent API, BACKWARD compatibility, ids that survive a restart."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from spark_jobs.schemas import reader_schema
+from streamhouse.runtime import stack
+from streamhouse.settings import Settings
+
+
+def _record(entity_id: str) -> dict[str, object]:
+    return {
+        "entity_id": entity_id,
+        "op": "UPSERT",
+        "updated_ms": 1_700_000_000_000,
+        "event_time_ms": 1_699_999_990_000,
+        "source": "test",
+        "poll_id": "p",
+        "produced_at_ms": 1_700_000_000_100,
+        "quake": {"mag": 3.1, "longitude": 1.0, "latitude": 2.0, "place": "here"},
+    }
+
+
+def test_messages_written_before_a_registry_restart_still_decode(running_stack: Settings) -> None:
+    topic = f"registry-restart-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(running_stack.kafka.client_config())
+    admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
+    client = SchemaRegistryClient({"url": running_stack.registry.url})
+    serializer = AvroSerializer(client, reader_schema())
+    producer = Producer(running_stack.kafka.client_config())
+    for i in range(3):
+        value = serializer(_record(f"e{i}"), SerializationContext(topic, MessageField.VALUE))
+        producer.produce(topic, key=f"e{i}".encode(), value=value)
+    assert producer.flush(30) == 0
+
+    stack.down(running_stack, ["registry"], report=print)
+    stack.up(running_stack, ["registry"], report=print)
+
+    # A new client: nothing cached, every schema id is looked up again.
+    fresh = SchemaRegistryClient({"url": running_stack.registry.url})
+    deserializer = AvroDeserializer(fresh)
+    consumer = Consumer(
+        {
+            **running_stack.kafka.client_config(),
+            "group.id": f"g-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topic])
+    decoded = []
+    deadline = time.monotonic() + 60
+    try:
+        while len(decoded) < 3 and time.monotonic() < deadline:
+            message = consumer.poll(1.0)
+            if message is None or message.error():
+                continue
+            ctx = SerializationContext(topic, MessageField.VALUE)
+            decoded.append(deserializer(message.value(), ctx))
+    finally:
+        consumer.close()
+    assert sorted(d["entity_id"] for d in decoded) == ["e0", "e1", "e2"]
+    assert all(d["quake"]["mag"] == 3.1 for d in decoded)
+
+
+def test_backward_compatibility_is_enforced(running_stack: Settings) -> None:
+    subject = f"compat-{uuid.uuid4().hex[:8]}-value"
+    client = SchemaRegistryClient({"url": running_stack.registry.url})
+    assert client.get_compatibility() == "BACKWARD"
+    client.register_schema(subject, Schema(reader_schema(), "AVRO"))
+
+    evolved = json.loads(reader_schema())
+    evolved["fields"].append(
+        {"name": "region", "type": ["null", "string"], "default": None, "doc": "Region."}
+    )
+    assert client.register_schema(subject, Schema(json.dumps(evolved), "AVRO")) > 0
+
+    broken = json.loads(reader_schema())
+    broken["fields"].append({"name": "required_now", "type": "string", "doc": "No default."})
+    with pytest.raises(SchemaRegistryError) as refused:
+        client.register_schema(subject, Schema(json.dumps(broken), "AVRO"))
+    assert refused.value.http_status_code == 409
+    assert "required_now" in str(refused.value)

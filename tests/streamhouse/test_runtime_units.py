@@ -1,0 +1,129 @@
+"""Pure logic of the embedded runtime: no service needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from streamhouse.errors import UserFacingError
+from streamhouse.runtime import process
+from streamhouse.runtime.java import parse_major_version
+from streamhouse.runtime.maven import Coordinate, bundle_fingerprint, render_pom
+from streamhouse.runtime.services import SERVICE_NAMES, build_services, kafka_server_properties
+from streamhouse.runtime.stack import check_service_names, with_dependencies
+from streamhouse.settings import Settings, settings_env
+
+
+@pytest.mark.parametrize(
+    ("output", "major"),
+    [
+        ('openjdk version "17.0.15" 2025-04-15', 17),
+        ('java version "1.8.0_392"', 8),
+        ('openjdk version "25" 2025-09-16', 25),
+    ],
+)
+def test_java_major_version(output: str, major: int) -> None:
+    assert parse_major_version(output) == major
+
+
+def test_java_version_unreadable() -> None:
+    with pytest.raises(ValueError, match="cannot read a Java version"):
+        parse_major_version("command not found")
+
+
+def test_coordinate_round_trip() -> None:
+    coord = Coordinate.parse("io.apicurio:apicurio-registry-app:3.0.9:tar.gz:all")
+    assert (coord.packaging, coord.classifier) == ("tar.gz", "all")
+    assert str(coord) == "io.apicurio:apicurio-registry-app:3.0.9:tar.gz:all"
+    with pytest.raises(ValueError, match="not a Maven coordinate"):
+        Coordinate.parse("just-a-name")
+
+
+def test_pom_lists_each_dependency_with_exclusions() -> None:
+    pom = render_pom(
+        "b", [Coordinate.parse("g:a:1", exclusions=("x:y",)), Coordinate.parse("g:c:2")]
+    )
+    assert pom.count("<dependency>") == 2
+    assert "<exclusion><groupId>x</groupId><artifactId>y</artifactId></exclusion>" in pom
+
+
+def test_fingerprint_changes_with_coordinates_and_filters() -> None:
+    base = [Coordinate.parse("g:a:1")]
+    assert bundle_fingerprint(base) == bundle_fingerprint(list(base))
+    assert bundle_fingerprint(base) != bundle_fingerprint([Coordinate.parse("g:a:2")])
+    assert bundle_fingerprint(base) != bundle_fingerprint(base, ("io.delta",))
+
+
+def test_kafka_properties_follow_settings(tmp_path: Path) -> None:
+    settings = Settings(runtime={"ports": {"kafka": 19092, "kafka_controller": 19093}})
+    props = kafka_server_properties(settings, tmp_path)
+    assert "listeners=PLAINTEXT://127.0.0.1:19092,CONTROLLER://127.0.0.1:19093" in props
+    assert f"log.dirs={tmp_path}" in props
+    assert "process.roles=broker,controller" in props
+
+
+def test_dependencies_come_first() -> None:
+    specs = build_services(Settings())
+    assert with_dependencies(specs, ["poller"]) == ["kafka", "registry", "simulator", "poller"]
+    assert with_dependencies(specs, []) == []
+    assert with_dependencies(specs, list(SERVICE_NAMES)) == list(SERVICE_NAMES)
+
+
+def test_unknown_service_name_is_one_sentence() -> None:
+    with pytest.raises(UserFacingError, match="Unknown service nope: choose from kafka"):
+        check_service_names(["kafka", "nope"])
+
+
+def test_settings_env_round_trips() -> None:
+    settings = Settings(kafka={"changes_topic": "t1"}, runtime={"ports": {"registry": 18081}})
+    env = {k: v for k, v in settings_env(settings).items() if k.startswith("STREAMHOUSE_")}
+    assert env["STREAMHOUSE_KAFKA__CHANGES_TOPIC"] == "t1"
+    assert env["STREAMHOUSE_RUNTIME__PORTS__REGISTRY"] == "18081"
+    mp = pytest.MonkeyPatch()
+    try:
+        for key, value in env.items():
+            mp.setenv(key, value)
+        assert Settings() == settings
+    finally:
+        mp.undo()
+
+
+def test_spawned_process_is_found_and_stopped_by_pid(tmp_path: Path) -> None:
+    paths = process.ServicePaths(tmp_path / "svc")
+    pid = process.spawn(paths, [sys.executable, "-c", "import time; time.sleep(60)"], {})
+    assert process.read_pid(paths) == pid
+    assert process.rss_bytes(pid) > 0
+    assert process.stop(paths, timeout_s=5)
+    assert process.read_pid(paths) is None
+    assert not process.stop(paths, timeout_s=5), "stopping twice must report nothing running"
+
+
+def test_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
+    paths = process.ServicePaths(tmp_path / "svc")
+    paths.ensure()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        # Same pid, different start time: a pid reused by an unrelated process.
+        paths.pid_file.write_text(f"{other.pid} 1\n")
+        assert process.read_pid(paths) is None
+        assert not process.stop(paths, timeout_s=1)
+        assert other.poll() is None, "an unrelated process must never be killed"
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_port_in_use_detection() -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        assert process.port_in_use("127.0.0.1", port)
+    time.sleep(0.05)
+    assert not process.port_in_use("127.0.0.1", port)
