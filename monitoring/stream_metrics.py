@@ -21,13 +21,15 @@ BATCH_DURATION_S = Histogram(
 )
 ROWS_TOTAL = Counter("streamhouse_stream_input_rows_total", "Rows read by the query", ["query"])
 BATCHES_TOTAL = Counter("streamhouse_stream_batches_total", "Micro-batches completed", ["query"])
-LAST_BATCH_ID = Gauge("streamhouse_stream_last_batch_id", "Id of the last completed batch", ["query"])
+LAST_BATCH_ID = Gauge(
+    "streamhouse_stream_last_batch_id", "Id of the last completed batch", ["query"]
+)
 QUERY_TERMINATED = Counter(
     "streamhouse_stream_terminations_total", "Queries that terminated", ["query", "failed"]
 )
 
 
-class PrometheusListener(StreamingQueryListener):
+class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
     """Copies each query's progress into Prometheus metrics."""
 
     def __init__(self) -> None:
@@ -63,6 +65,7 @@ class PrometheusListener(StreamingQueryListener):
         """Count terminations, failed or not."""
         failed = str(event.exception is not None).lower()
         QUERY_TERMINATED.labels(self._name(event.id), failed).inc()
+
 
 ROWS_WRITTEN = Counter(
     "streamhouse_stream_rows_written_total", "Rows committed to a Delta sink", ["job", "sink"]

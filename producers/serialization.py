@@ -62,7 +62,7 @@ def register_value_schema(
     exist yet; the first version has nothing to be compatible with anyway.
     """
     subject = value_subject(topic)
-    schema_id = client.register_schema(subject, schema)
+    schema_id = int(client.register_schema(subject, schema))
     if compatibility:
         client.set_compatibility(subject_name=subject, level=compatibility)
     return schema_id

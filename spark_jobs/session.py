@@ -25,8 +25,13 @@ SPARK_CONNECTORS = [
 ]
 # Spark ships scala, jackson, hadoop, parquet, log4j...: take only the connectors'
 # own jars, never second copies of what is on Spark's classpath already.
-_CONNECTOR_GROUPS = ("io.delta", "io.unitycatalog", "org.apache.spark", "org.apache.kafka",
-                     "org.apache.commons")
+_CONNECTOR_GROUPS = (
+    "io.delta",
+    "io.unitycatalog",
+    "org.apache.spark",
+    "org.apache.kafka",
+    "org.apache.commons",
+)
 _ALREADY_IN_SPARK = ("spark-tags_2.13",)
 
 
@@ -54,7 +59,9 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         .master(spark_cfg.master)
         .config("spark.jars", jars)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
-        .config("spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+        .config(
+            "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        )
         .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
         .config("spark.driver.memory", spark_cfg.driver_memory)
         .config("spark.ui.enabled", str(spark_cfg.ui_enabled).lower())
@@ -64,7 +71,9 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         # Local state and spill stay under the state directory, not in /tmp.
         .config("spark.local.dir", str(settings.state_dir / "spark-local"))
-        .config("spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}")
+        .config(
+            "spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}"
+        )
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
     )
     spark = builder.getOrCreate()

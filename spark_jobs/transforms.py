@@ -36,7 +36,7 @@ ENVELOPE_FIELDS = (
 
 
 def split_wire_format(kafka_rows: DataFrame) -> DataFrame:
-    """Add ``wire_ok``, ``schema_id`` and ``avro_payload`` from the Confluent framing of ``value``."""
+    """Add ``wire_ok``, ``schema_id`` and ``avro_payload`` from the Confluent framing."""
     value = F.col("value")
     framed_ok = (F.length(value) >= 5) & (F.substring(value, 1, 1) == F.lit(bytes([0])))
     schema_id = F.conv(F.hex(F.substring(value, 2, 4)), 16, 10).cast("int")
@@ -80,7 +80,9 @@ def decode_changes(
         unknown.select(
             *KAFKA_COLUMNS,
             F.col("schema_id"),
-            F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")).alias("reason"),
+            F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")).alias(
+                "reason"
+            ),
         )
     )
     # PERMISSIVE yields either null or a struct of nulls for a record that does not

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,8 +22,11 @@ from rich.table import Table
 from streamhouse.errors import UserFacingError
 from streamhouse.settings import Settings
 
-app = typer.Typer(help="streamhouse: a streaming-first lakehouse on one machine or a cluster.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    help="streamhouse: a streaming-first lakehouse on one machine or a cluster.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 stack_app = typer.Typer(help="Start, stop and inspect the embedded services.", no_args_is_help=True)
 stream_app = typer.Typer(help="Spark Structured Streaming jobs.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -67,7 +69,9 @@ def _report(message: str) -> None:
 
 @stack_app.command("up")
 def stack_up(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to start (default: all).")] = None,
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to start (default: all).")
+    ] = None,
 ) -> None:
     """Start the services (and what they depend on); running ones are left alone."""
     from streamhouse.runtime import stack
@@ -86,7 +90,9 @@ def stack_up(
 
 @stack_app.command("down")
 def stack_down(
-    services: Annotated[list[str] | None, typer.Argument(help="Services to stop (default: all).")] = None,
+    services: Annotated[
+        list[str] | None, typer.Argument(help="Services to stop (default: all).")
+    ] = None,
     purge: Annotated[bool, typer.Option("--purge", help="Also delete their data.")] = False,
 ) -> None:
     """Stop the services this runtime started; data is kept unless --purge."""
@@ -104,11 +110,15 @@ def stack_status() -> None:
         rows = stack.status(load_settings())
         table = Table("service", "pid", "port", "health", "memory", "log")
         for row in rows:
-            health = "[green]ready[/]" if row.healthy else (
-                "[yellow]starting/unhealthy[/]" if row.pid else "[dim]stopped[/]"
+            health = (
+                "[green]ready[/]"
+                if row.healthy
+                else ("[yellow]starting/unhealthy[/]" if row.pid else "[dim]stopped[/]")
             )
             memory = f"{row.rss_bytes / 2**20:.0f} MiB" if row.pid else "-"
-            table.add_row(row.name, str(row.pid or "-"), str(row.port), health, memory, str(row.log))
+            table.add_row(
+                row.name, str(row.pid or "-"), str(row.port), health, memory, str(row.log)
+            )
         out.print(table)
         total = sum(r.rss_bytes for r in rows)
         out.print(f"total resident memory: {total / 2**20:.0f} MiB")
@@ -279,4 +289,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -36,9 +36,7 @@ def source_record_count(settings: Settings) -> int:
 
 def topic_message_count(settings: Settings, topic: str) -> int:
     """Messages in a topic: the sum of its partitions' high watermarks minus low ones."""
-    consumer = Consumer(
-        {**settings.kafka.client_config(), "group.id": "streamhouse-demo-inspect"}
-    )
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": "streamhouse-demo-inspect"})
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
@@ -127,12 +125,23 @@ def _show_lake(settings: Settings, served: int, in_kafka: int, out: Console) -> 
         out.print(hops)
         sample = (
             bronze.orderBy(F.col("mag").desc_nulls_last())
-            .select("entity_id", "op", "mag", "place", "event_time_ms", "kafka_partition",
-                    "kafka_offset")
+            .select(
+                "entity_id",
+                "op",
+                "mag",
+                "place",
+                "event_time_ms",
+                "kafka_partition",
+                "kafka_offset",
+            )
             .limit(5)
             .collect()
         )
-        rows = Table(*sample[0].asDict().keys(), title="strongest events in bronze") if sample else None
+        rows = (
+            Table(*sample[0].asDict().keys(), title="strongest events in bronze")
+            if sample
+            else None
+        )
         if rows is not None:
             for row in sample:
                 rows.add_row(*(str(v) for v in row))

@@ -62,7 +62,9 @@ class RegistrySettings(BaseModel):
 class SparkSettings(BaseModel):
     """How Spark runs; the same jobs run on local[*] or a cluster master."""
 
-    master: str = Field("local[*]", description="Spark master URL: local[*], spark://, k8s://, yarn.")
+    master: str = Field(
+        "local[*]", description="Spark master URL: local[*], spark://, k8s://, yarn."
+    )
     shuffle_partitions: int = Field(4, ge=1)
     driver_memory: str = "2g"
     trigger_interval: str = Field("2 seconds", description="Micro-batch trigger interval.")
@@ -118,7 +120,7 @@ class SourceSettings(BaseModel):
     simulator_host: str = Field("127.0.0.1", description="Address the API simulator binds to.")
     simulator_port: int = Field(8088, ge=0, le=65535, description="Port of the API simulator.")
     simulator_seed_path: Path = Field(
-        PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_7_day_m1.geojson",
+        PROJECT_ROOT / "producers" / "simulator" / "seed" / "usgs_feed_7_day_m1.geojson",
         description="GeoJSON FeatureCollection the simulator starts with (real USGS records).",
     )
 

@@ -113,6 +113,7 @@ def resolve_bundle(
     bundle: str,
     coordinates: list[Coordinate],
     maven_cmd: str = "mvn",
+    *,
     include_groups: tuple[str, ...] = (),
     exclude_artifacts: tuple[str, ...] = (),
 ) -> Path:
@@ -144,7 +145,11 @@ def resolve_bundle(
     if jars:
         (work / "pom.xml").write_text(render_pom(bundle, jars))
         cmd = [
-            maven_cmd, "-B", "-q", "-f", str(work / "pom.xml"),
+            maven_cmd,
+            "-B",
+            "-q",
+            "-f",
+            str(work / "pom.xml"),
             f"{plugin}:copy-dependencies",
             "-DincludeScope=runtime",
             f"-DoutputDirectory={staging}",
@@ -159,17 +164,19 @@ def resolve_bundle(
         # POM: the parent POM of some (Apicurio 3.0.x) is not on Maven Central, and
         # every 3.x goal reads it. The 2.8 `get` goal with `dest` copies the file.
         cmd = [
-            maven_cmd, "-B", "-q",
+            maven_cmd,
+            "-B",
+            "-q",
             "org.apache.maven.plugins:maven-dependency-plugin:2.8:get",
             f"-Dartifact={archive}",
             "-Dtransitive=false",
             f"-Ddest={staging}/",
         ]
         _run_maven(cmd, work, bundle, [archive])
-    for archive in list(staging.glob("*.tar.gz")):
-        with tarfile.open(archive) as tar:
-            tar.extractall(staging / archive.name.removesuffix(".tar.gz"), filter="data")
-        archive.unlink()
+    for tarball in list(staging.glob("*.tar.gz")):
+        with tarfile.open(tarball) as tar:
+            tar.extractall(staging / tarball.name.removesuffix(".tar.gz"), filter="data")
+        tarball.unlink()
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
     marker.write_text(fingerprint + "\n")

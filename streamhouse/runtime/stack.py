@@ -101,9 +101,7 @@ def _start(
     deadline = began + settings.runtime.start_timeout_s
     while not spec.ready():
         if process.read_pid(paths) is None:
-            raise UserFacingError(
-                f"{spec.name} exited while starting; its log is {paths.log}"
-            )
+            raise UserFacingError(f"{spec.name} exited while starting; its log is {paths.log}")
         if time.monotonic() > deadline:
             process.stop(paths, settings.runtime.stop_timeout_s)
             raise UserFacingError(

@@ -122,7 +122,9 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
     # Run again: the checkpoint says everything is processed; nothing is written twice.
     again = bronze_stream.start(spark, settings, available_now=True)
     again.awaitTermination(180)
-    assert spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)).count() == 1
+    assert (
+        spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)).count() == 1
+    )
 
 
 def _first_message_value(settings: Settings) -> bytes:

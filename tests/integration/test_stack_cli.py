@@ -94,7 +94,11 @@ def test_service_never_ready_is_stopped_and_named(tmp_path: Path) -> None:
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     settings = make_settings(
         tmp_path,
-        runtime={"prometheus_cmd": str(fake), "start_timeout_s": 2, "ports": {"prometheus": free_port()}},
+        runtime={
+            "prometheus_cmd": str(fake),
+            "start_timeout_s": 2,
+            "ports": {"prometheus": free_port()},
+        },
     )
     code, output = invoke(settings, "stack", "up", "prometheus")
     assert code == 1
@@ -115,7 +119,7 @@ def test_missing_java_is_one_sentence(tmp_path: Path) -> None:
 def test_old_java_is_refused(tmp_path: Path) -> None:
     jdk = tmp_path / "jdk8" / "bin"
     jdk.mkdir(parents=True)
-    (jdk / "java").write_text('#!/bin/sh\necho \'java version "1.8.0_392"\' >&2\n')
+    (jdk / "java").write_text("#!/bin/sh\necho 'java version \"1.8.0_392\"' >&2\n")
     (jdk / "java").chmod(0o755)
     settings = make_settings(
         tmp_path, runtime={"java_home": str(jdk.parent), "ports": {"kafka": free_port()}}
@@ -127,7 +131,9 @@ def test_old_java_is_refused(tmp_path: Path) -> None:
 
 def test_maven_resolution_failure_names_the_log(tmp_path: Path) -> None:
     offline_mvn = tmp_path / "mvn"
-    offline_mvn.write_text("#!/bin/sh\necho 'Could not transfer artifact: network unreachable'\nexit 1\n")
+    offline_mvn.write_text(
+        "#!/bin/sh\necho 'Could not transfer artifact: network unreachable'\nexit 1\n"
+    )
     offline_mvn.chmod(0o755)
     settings = make_settings(
         tmp_path,

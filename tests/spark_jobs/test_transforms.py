@@ -44,8 +44,13 @@ def change(entity_id: str, updated_ms: int, mag: float | None = 2.5) -> dict[str
         "source": "usgs_earthquakes",
         "poll_id": "p1",
         "produced_at_ms": updated_ms + 5,
-        "quake": {"mag": mag, "longitude": -116.8, "latitude": 33.5, "depth_km": 3.2,
-                  "title": f"M {mag} - somewhere"},
+        "quake": {
+            "mag": mag,
+            "longitude": -116.8,
+            "latitude": 33.5,
+            "depth_km": 3.2,
+            "title": f"M {mag} - somewhere",
+        },
     }
 
 
