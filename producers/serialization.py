@@ -7,26 +7,15 @@ TopicNameStrategy subject ``<topic>-value``.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import StringSerializer
 
 from producers.errors import PublishError
-from streamhouse.settings import PROJECT_ROOT, RegistrySettings
+from streamhouse.schemas import load_schema_str, schema_path
+from streamhouse.settings import RegistrySettings
 
-SCHEMAS_DIR = PROJECT_ROOT / "schemas"
-
-
-def schema_path(name: str) -> Path:
-    """Path of a schema file under ``schemas/`` at the repository root."""
-    return SCHEMAS_DIR / name
-
-
-def load_schema_str(name: str) -> str:
-    """Text of the schema file ``name`` (e.g. ``quake_change.avsc``), outer whitespace removed."""
-    return schema_path(name).read_text(encoding="utf-8").strip()
+__all__ = ["load_schema_str", "schema_path"]
 
 
 def load_schema(name: str) -> Schema:

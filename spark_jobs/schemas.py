@@ -3,19 +3,16 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from pathlib import Path
 
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from streamhouse.settings import PROJECT_ROOT
-
-SCHEMAS_DIR = PROJECT_ROOT / "schemas"
+from streamhouse.schemas import load_schema_str
 
 
 def reader_schema(name: str = "quake_change") -> str:
     """The latest schema of an event, as defined in ``schemas/<name>.avsc``."""
-    return (SCHEMAS_DIR / f"{name}.avsc").read_text()
+    return load_schema_str(f"{name}.avsc")
 
 
 class WriterSchemas:
@@ -38,8 +35,3 @@ class WriterSchemas:
         """The known writer schemas among ``schema_ids``; unknown ids are left out."""
         found = {i: self.get(i) for i in schema_ids}
         return {i: s for i, s in found.items() if s is not None}
-
-
-def schema_path(name: str) -> Path:
-    """Path of an event schema file."""
-    return SCHEMAS_DIR / f"{name}.avsc"

@@ -141,30 +141,42 @@ def to_bronze(decoded: DataFrame, ingested_at: Column | None = None) -> DataFram
     ``ingested_at`` defaults to the current timestamp; a replay passes the
     original one so replayed rows equal the live rows.
     """
-    ingested = ingested_at if ingested_at is not None else F.current_timestamp()
-    return decoded.select(
-        *[F.col(f"event.{name}").alias(name) for name in ENVELOPE_FIELDS],
-        F.col("event.quake.*"),
-        F.col("topic").alias("kafka_topic"),
-        F.col("partition").alias("kafka_partition"),
-        F.col("offset").alias("kafka_offset"),
-        F.col("timestamp").alias("kafka_timestamp"),
-        F.col("schema_id"),
-        ingested.alias("ingested_at"),
-    ).withColumn("ingest_date", F.to_date("ingested_at"))
+    return _with_ingest_time(
+        decoded.select(
+            *[F.col(f"event.{name}").alias(name) for name in ENVELOPE_FIELDS],
+            F.col("event.quake.*"),
+            *_kafka_coordinates(),
+            F.col("schema_id"),
+        ),
+        ingested_at,
+    )
 
 
 def to_quarantine(rejected: DataFrame, ingested_at: Column | None = None) -> DataFrame:
     """Rows of the quarantine table: the raw record, its coordinates and why it was rejected."""
-    ingested = ingested_at if ingested_at is not None else F.current_timestamp()
-    return rejected.select(
+    return _with_ingest_time(
+        rejected.select(
+            *_kafka_coordinates(),
+            F.col("key").alias("raw_key"),
+            F.col("value").alias("raw_value"),
+            F.col("schema_id"),
+            F.col("reason"),
+        ),
+        ingested_at,
+    )
+
+
+def _kafka_coordinates() -> list[Column]:
+    return [
         F.col("topic").alias("kafka_topic"),
         F.col("partition").alias("kafka_partition"),
         F.col("offset").alias("kafka_offset"),
         F.col("timestamp").alias("kafka_timestamp"),
-        F.col("key").alias("raw_key"),
-        F.col("value").alias("raw_value"),
-        F.col("schema_id"),
-        F.col("reason"),
-        ingested.alias("ingested_at"),
-    ).withColumn("ingest_date", F.to_date("ingested_at"))
+    ]
+
+
+def _with_ingest_time(rows: DataFrame, ingested_at: Column | None) -> DataFrame:
+    ingested = ingested_at if ingested_at is not None else F.current_timestamp()
+    return rows.withColumn("ingested_at", ingested).withColumn(
+        "ingest_date", F.to_date("ingested_at")
+    )

@@ -12,12 +12,15 @@ import time
 
 import httpx
 from confluent_kafka import Consumer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
+from pyspark.errors import AnalysisException
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
+from spark_jobs.session import build_spark
 from streamhouse.errors import UserFacingError
 from streamhouse.runtime import stack
 from streamhouse.settings import Settings
@@ -50,19 +53,12 @@ def topic_message_count(settings: Settings, topic: str) -> int:
         consumer.close()
 
 
-def rows_written(settings: Settings, sink: str) -> int:
-    """Rows the bronze stream has committed to ``sink``, from its Prometheus endpoint."""
-    rt = settings.runtime
+def delta_row_count(spark: SparkSession, path: str) -> int:
+    """Rows in a Delta table, 0 while the table does not exist yet."""
     try:
-        text = httpx.get(f"http://{rt.host}:{rt.ports.stream_metrics}/metrics", timeout=5).text
-    except httpx.HTTPError:
+        return int(spark.read.format("delta").load(path).count())
+    except AnalysisException:
         return 0
-    for family in text_string_to_metric_families(text):
-        if family.name == "streamhouse_stream_rows_written":
-            for sample in family.samples:
-                if sample.name.endswith("_total") and sample.labels.get("sink") == sink:
-                    return int(sample.value)
-    return 0
 
 
 def run(settings: Settings, timeout_s: float, console: Console, out: Console) -> None:
@@ -72,6 +68,21 @@ def run(settings: Settings, timeout_s: float, console: Console, out: Console) ->
     console.print(f"stack ready in {time.monotonic() - began:.1f} s")
     expected = source_record_count(settings)
     topic = settings.kafka.changes_topic
+    with console.status("starting a Spark session to read the lake"):
+        spark = build_spark(settings, "streamhouse-demo-reader")
+    try:
+        _follow_the_flow(settings, spark, expected, timeout_s, console)
+        _show_lake(settings, spark, expected, topic_message_count(settings, topic), out)
+    finally:
+        spark.stop()
+    out.print(f"[green]demo complete[/] in {time.monotonic() - began:.1f} s")
+
+
+def _follow_the_flow(
+    settings: Settings, spark: SparkSession, expected: int, timeout_s: float, console: Console
+) -> None:
+    topic = settings.kafka.changes_topic
+    bronze_path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
     deadline = time.monotonic() + timeout_s
     with Progress(
         TextColumn("{task.description:<28}"), BarColumn(), MofNCompleteColumn(), console=console
@@ -80,7 +91,7 @@ def run(settings: Settings, timeout_s: float, console: Console, out: Console) ->
         bronze_task = progress.add_task("Kafka -> bronze Delta", total=expected)
         while True:
             in_kafka = topic_message_count(settings, topic)
-            in_bronze = rows_written(settings, "bronze")
+            in_bronze = delta_row_count(spark, bronze_path)
             progress.update(kafka_task, completed=min(in_kafka, expected))
             progress.update(bronze_task, completed=min(in_bronze, expected))
             if in_kafka >= expected and in_bronze >= in_kafka:
@@ -92,59 +103,44 @@ def run(settings: Settings, timeout_s: float, console: Console, out: Console) ->
                     "and `streamhouse stack logs bronze-stream`."
                 )
             time.sleep(1.0)
-    _show_lake(settings, expected, topic_message_count(settings, topic), out)
-    out.print(f"[green]demo complete[/] in {time.monotonic() - began:.1f} s")
 
 
-def _show_lake(settings: Settings, served: int, in_kafka: int, out: Console) -> None:
-    from pyspark.sql import functions as F  # noqa: N812
-
-    from spark_jobs.session import build_spark
-
-    spark = build_spark(settings, "streamhouse-demo-reader")
-    try:
-        bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
-        quarantine_path = QUARANTINE_QUAKE_CHANGES.path(settings.lake_uri)
-        try:
-            quarantined = spark.read.format("delta").load(quarantine_path).count()
-        except Exception:  # no table yet: nothing was ever quarantined
-            quarantined = 0
-        counts = bronze.agg(
-            F.count("*").alias("rows"),
-            F.countDistinct("entity_id", "updated_ms").alias("versions"),
-            F.countDistinct("kafka_partition", "kafka_offset").alias("offsets"),
-        ).first()
-        assert counts is not None
-        hops = Table("hop", "count", title="records at each hop")
-        hops.add_row("source (API simulator) records", str(served))
-        hops.add_row(f"Kafka messages ({settings.kafka.changes_topic})", str(in_kafka))
-        hops.add_row("bronze rows", str(counts["rows"]))
-        hops.add_row("bronze distinct (entity_id, updated_ms)", str(counts["versions"]))
-        hops.add_row("bronze distinct Kafka offsets", str(counts["offsets"]))
-        hops.add_row("quarantined records", str(quarantined))
-        out.print(hops)
-        sample = (
-            bronze.orderBy(F.col("mag").desc_nulls_last())
-            .select(
-                "entity_id",
-                "op",
-                "mag",
-                "place",
-                "event_time_ms",
-                "kafka_partition",
-                "kafka_offset",
-            )
-            .limit(5)
-            .collect()
+def _show_lake(
+    settings: Settings, spark: SparkSession, served: int, in_kafka: int, out: Console
+) -> None:
+    bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
+    quarantined = delta_row_count(spark, QUARANTINE_QUAKE_CHANGES.path(settings.lake_uri))
+    counts = bronze.agg(
+        F.count("*").alias("rows"),
+        F.countDistinct("entity_id", "updated_ms").alias("versions"),
+        F.countDistinct("kafka_partition", "kafka_offset").alias("offsets"),
+    ).first()
+    assert counts is not None
+    hops = Table("hop", "count", title="records at each hop")
+    hops.add_row("source (API simulator) records", str(served))
+    hops.add_row(f"Kafka messages ({settings.kafka.changes_topic})", str(in_kafka))
+    hops.add_row("bronze rows", str(counts["rows"]))
+    hops.add_row("bronze distinct (entity_id, updated_ms)", str(counts["versions"]))
+    hops.add_row("bronze distinct Kafka offsets", str(counts["offsets"]))
+    hops.add_row("quarantined records", str(quarantined))
+    out.print(hops)
+    sample = (
+        bronze.orderBy(F.col("mag").desc_nulls_last())
+        .select(
+            "entity_id",
+            "op",
+            "mag",
+            "place",
+            F.date_format(F.timestamp_millis("event_time_ms"), "yyyy-MM-dd HH:mm:ss").alias(
+                "event_time_utc"
+            ),
+            F.concat_ws("/", "kafka_partition", "kafka_offset").alias("kafka_partition/offset"),
         )
-        rows = (
-            Table(*sample[0].asDict().keys(), title="strongest events in bronze")
-            if sample
-            else None
-        )
-        if rows is not None:
-            for row in sample:
-                rows.add_row(*(str(v) for v in row))
-            out.print(rows)
-    finally:
-        spark.stop()
+        .limit(5)
+        .collect()
+    )
+    if sample:
+        rows = Table(*sample[0].asDict().keys(), title="decoded rows in bronze (strongest first)")
+        for row in sample:
+            rows.add_row(*(str(v) for v in row))
+        out.print(rows)

@@ -3,11 +3,13 @@
 The stack runs under its own state directory and on ports 10000 above the
 defaults, so a developer's own stack (``make demo``) is neither used nor
 disturbed. It is started once per session, from a purged state, and stopped
-at the end.
+at the end. ``STREAMHOUSE_TEST_PORT_OFFSET`` and ``STREAMHOUSE_TEST_STATE_DIR``
+move it, so two test sessions can run side by side.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +18,9 @@ import pytest
 from streamhouse.runtime import stack
 from streamhouse.settings import PROJECT_ROOT, Settings
 
-TEST_STATE_DIR = PROJECT_ROOT / ".state-test"
+TEST_STATE_DIR = Path(os.environ.get("STREAMHOUSE_TEST_STATE_DIR", PROJECT_ROOT / ".state-test"))
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
-OFFSET = 10000
+OFFSET = int(os.environ.get("STREAMHOUSE_TEST_PORT_OFFSET", "10000"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,9 +66,21 @@ def stack_settings() -> Settings:
 
 
 @pytest.fixture(scope="session")
-def running_stack(stack_settings: Settings) -> Iterator[Settings]:
-    """Start every service of the embedded runtime from a purged state; stop them after."""
+def _purged_state(stack_settings: Settings) -> Settings:
     stack.down(stack_settings, purge=True, report=lambda _m: None)
-    stack.up(stack_settings, report=print)
-    yield stack_settings
-    stack.down(stack_settings, report=print)
+    return stack_settings
+
+
+@pytest.fixture(scope="session")
+def infra_stack(_purged_state: Settings) -> Iterator[Settings]:
+    """Kafka, the schema registry and Prometheus, for tests that bring their own processes."""
+    stack.up(_purged_state, ["kafka", "registry", "prometheus"], report=print)
+    yield _purged_state
+    stack.down(_purged_state, report=print)
+
+
+@pytest.fixture(scope="session")
+def running_stack(infra_stack: Settings) -> Settings:
+    """Every service of the embedded runtime, the platform's own processes included."""
+    stack.up(infra_stack, report=print)
+    return infra_stack
