@@ -9,7 +9,8 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
-.PHONY: install system-deps venv jars demo test lint unit integration stack-down clean
+.PHONY: install system-deps venv jars demo test lint unit integration stack-down clean \
+	bench-loadgen
 
 install: system-deps venv jars
 
@@ -48,6 +49,12 @@ integration: install
 
 test: install lint
 	$(BIN)/pytest -q
+
+# Throughput of the load generator (acks=all), 1 vs 2 processes, median of 5 runs each.
+# Starts Kafka and the registry if they are not running.
+bench-loadgen: install
+	@$(BIN)/streamhouse stack up kafka registry
+	$(BIN)/streamhouse bench loadgen --runs 5 --duration 10 --processes 1 --processes 2
 
 stack-down: venv
 	@$(BIN)/streamhouse stack down

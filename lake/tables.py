@@ -40,4 +40,46 @@ QUARANTINE_QUAKE_CHANGES = Table(
     description="Kafka records that could not be decoded, with the reason and the raw bytes.",
 )
 
-TABLES = {t.name: t for t in (BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES)}
+SILVER_QUAKES = Table(
+    name="quakes",
+    layer="silver",
+    # Small (one row per earthquake) and rewritten in place by MERGE: partitions
+    # would only multiply small files.
+    partition_by=(),
+    description="Current state per earthquake: the newest version wins; deletes are tombstones.",
+)
+
+QUAKE_WINDOWS_1M = Table(
+    name="quake_windows_1m",
+    layer="aggregates",
+    partition_by=(),
+    description="1-minute tumbling event-time windows per network: count, max/mean magnitude, "
+    "distinct entities.",
+)
+
+QUAKE_WINDOWS_1H = Table(
+    name="quake_windows_1h",
+    layer="aggregates",
+    partition_by=(),
+    description="1-hour windows sliding every 5 minutes per network: count, max/mean magnitude, "
+    "distinct entities.",
+)
+
+LATE_QUAKE_CHANGES = Table(
+    name="quake_changes_late",
+    layer="aggregates",
+    partition_by=("ingest_date",),
+    description="Change events that arrived behind the aggregates' watermark (kept, not dropped).",
+)
+
+TABLES = {
+    t.name: t
+    for t in (
+        BRONZE_QUAKE_CHANGES,
+        QUARANTINE_QUAKE_CHANGES,
+        SILVER_QUAKES,
+        QUAKE_WINDOWS_1M,
+        QUAKE_WINDOWS_1H,
+        LATE_QUAKE_CHANGES,
+    )
+}

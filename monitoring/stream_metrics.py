@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import HistogramMetricFamily
+from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.streaming import StreamingQueryListener
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
 
 INPUT_ROWS_PER_S = Gauge(
     "streamhouse_stream_input_rows_per_second", "Rows per second arriving at the query", ["query"]
@@ -24,9 +32,20 @@ BATCHES_TOTAL = Counter("streamhouse_stream_batches_total", "Micro-batches compl
 LAST_BATCH_ID = Gauge(
     "streamhouse_stream_last_batch_id", "Id of the last completed batch", ["query"]
 )
+KAFKA_LAG = Gauge(
+    "streamhouse_stream_kafka_lag_offsets",
+    "Offsets behind the latest, max over partitions (Kafka consumer lag)",
+    ["query"],
+)
 QUERY_TERMINATED = Counter(
     "streamhouse_stream_terminations_total", "Queries that terminated", ["query", "failed"]
 )
+
+
+def _iso_to_ms(text: str) -> int:
+    from datetime import datetime
+
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
@@ -56,6 +75,16 @@ class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
         ROWS_TOTAL.labels(name).inc(progress.numInputRows or 0)
         BATCHES_TOTAL.labels(name).inc()
         LAST_BATCH_ID.labels(name).set(progress.batchId)
+        watermark = (progress.eventTime or {}).get("watermark")
+        if watermark:
+            watermark_ms = _iso_to_ms(watermark)
+            WATERMARK_DELAY_S.labels(name).set(max(0.0, time.time() - watermark_ms / 1000.0))
+        state_rows = sum(op.numRowsTotal for op in progress.stateOperators or [])
+        STATE_ROWS.labels(name).set(state_rows)
+        for source in progress.sources or []:
+            metrics = source.metrics or {}
+            if "maxOffsetsBehindLatest" in metrics:
+                KAFKA_LAG.labels(name).set(float(metrics["maxOffsetsBehindLatest"] or 0))
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802 - Spark's name
         """Idle queries process nothing."""
@@ -70,3 +99,78 @@ class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
 ROWS_WRITTEN = Counter(
     "streamhouse_stream_rows_written_total", "Rows committed to a Delta sink", ["job", "sink"]
 )
+
+LATE_EVENTS = Counter(
+    "streamhouse_stream_late_events_total",
+    "Change events behind the watermark on arrival: left out of the windows, kept in the "
+    "late-events table",
+)
+WATERMARK_DELAY_S = Gauge(
+    "streamhouse_stream_watermark_delay_seconds",
+    "Wall clock minus the query's event-time watermark",
+    ["query"],
+)
+STATE_ROWS = Gauge(
+    "streamhouse_stream_state_rows", "Rows held in the query's state store", ["query"]
+)
+
+# End-to-end latency: produced_at_ms (stamped by the producer) to the Delta
+# commit that made the row visible. Observed in bulk, one Spark aggregation per
+# batch, so the buckets are exposed by a collector of our own.
+LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class BulkHistogram:
+    """A Prometheus histogram fed with pre-bucketed counts (cumulative, per label)."""
+
+    def __init__(self, name: str, documentation: str, buckets: tuple[float, ...]) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.buckets = buckets
+        self._lock = threading.Lock()
+        self._series: dict[str, tuple[list[int], float]] = {}
+        REGISTRY.register(self)
+
+    def add(self, label: str, cumulative_counts: list[int], total: int, sum_s: float) -> None:
+        """Add one batch: counts at or below each bucket bound, the count and the sum."""
+        with self._lock:
+            counts, old_sum = self._series.get(label, ([0] * (len(self.buckets) + 1), 0.0))
+            for i, value in enumerate([*cumulative_counts, total]):
+                counts[i] += value
+            self._series[label] = (counts, old_sum + sum_s)
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        """The histogram, as Prometheus reads it."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=["sink"])
+        with self._lock:
+            for label, (counts, sum_s) in self._series.items():
+                bounds = [str(b) for b in self.buckets] + ["+Inf"]
+                family.add_metric([label], list(zip(bounds, counts, strict=True)), sum_s)
+        yield family
+
+    def describe(self) -> list[HistogramMetricFamily]:
+        """No samples at registration time."""
+        return []
+
+
+END_TO_END_LATENCY = BulkHistogram(
+    "streamhouse_end_to_end_latency_seconds",
+    "Produced-at to committed-in-Delta, per sink",
+    LATENCY_BUCKETS_S,
+)
+
+
+def observe_commit_latency(
+    rows: DataFrame, sink: str, produced_col: str = "produced_at_ms"
+) -> None:
+    """Record the latency of ``rows`` just committed to ``sink`` (now minus produced-at)."""
+    now_ms = time.time() * 1000.0
+    latency_s = (F.lit(now_ms) - F.col(produced_col)) / 1000.0
+    aggregates = [F.sum((latency_s <= bound).cast("long")) for bound in LATENCY_BUCKETS_S]
+    result = rows.agg(*aggregates, F.count(F.lit(1)), F.sum(latency_s)).first()
+    if result is None or not result[-2]:
+        return
+    values = list(result)
+    END_TO_END_LATENCY.add(
+        sink, [int(v or 0) for v in values[:-2]], int(values[-2]), float(values[-1])
+    )

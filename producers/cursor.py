@@ -73,3 +73,14 @@ class Cursor:
         start = window_start_ms(updated_ms, resolution_ms=resolution_ms, lookback_ms=lookback_ms)
         seen = frozenset(v for v in (*self.seen, *delivered) if v[1] >= start)
         return Cursor(updated_ms=updated_ms, seen=seen)
+
+    def remember(self, versions: Iterable[Version]) -> Cursor:
+        """The cursor after a partial poll: the mark stays, the delivered versions are seen.
+
+        A poll that stopped at an unreadable page has produced versions from
+        the pages before it, but cannot know that nothing older is on the pages
+        after it; so the next poll starts from the same mark and ``seen`` keeps
+        it from producing these versions again (every one of them is at or
+        after the current window, since the source returned it for that window).
+        """
+        return Cursor(updated_ms=self.updated_ms, seen=self.seen | frozenset(versions))

@@ -38,3 +38,20 @@ class SourceError(RuntimeError):
 
 class PublishError(RuntimeError):
     """Records could not be handed to Kafka (serialization, registry or local queue)."""
+
+
+class PageError(RuntimeError):
+    """A response arrived but its body cannot be read as a page (malformed or truncated JSON).
+
+    Carries the raw body so the poller can dead-letter it exactly as received.
+    """
+
+    def __init__(self, reason: str, *, raw: bytes, url: str | None = None):
+        self.reason = reason
+        self.raw = raw
+        self.url = url
+        super().__init__(f"{reason} ({url})" if url else reason)
+
+
+class ProducerFencedError(PublishError):
+    """The transactional producer can never commit again (fenced by a newer instance, fatal)."""

@@ -4,19 +4,24 @@ Follows the confluent-kafka-python examples: an idempotent producer, key =
 entity id so one entity's versions stay ordered in one partition, ``poll(0)``
 after each ``produce`` to serve delivery reports, and a delivery callback that
 counts failures and logs the key with the error.
+
+The poller's publisher is transactional: one poll = one Kafka transaction
+holding its change records, its dead letters and its new cursor, so either
+all of them become visible to ``read_committed`` consumers or none does.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol, cast
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
-from producers.errors import PublishError
+from producers.errors import ProducerFencedError, PublishError
 from producers.metrics import DELIVERY_FAILURES, RECORDS_DELIVERED
 from producers.serialization import build_value_serializer, make_key_serializer
 from streamhouse.settings import KafkaSettings, Settings
@@ -41,11 +46,48 @@ class ProducerLike(Protocol):
         key: bytes | None = None,
         *,
         on_delivery: DeliveryCallback | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None: ...
 
     def poll(self, timeout: float = -1) -> int: ...
 
     def flush(self, timeout: float = -1) -> int: ...
+
+
+class TransactionalProducerLike(ProducerLike, Protocol):
+    """The transaction API of ``confluent_kafka.Producer``."""
+
+    def init_transactions(self, timeout: float = -1) -> None: ...
+
+    def begin_transaction(self) -> None: ...
+
+    def commit_transaction(self, timeout: float = -1) -> None: ...
+
+    def abort_transaction(self, timeout: float = -1) -> None: ...
+
+
+Stage = Literal["page", "record"]
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A page or record that could not become a change event, kept exactly as received."""
+
+    stage: Stage
+    reason: str
+    raw: bytes
+    error_class: str
+    key: str | None = None
+
+    def headers(self, *, source: str, poll_id: str) -> list[tuple[str, bytes]]:
+        """Kafka headers of the dead-letter record (UTF-8 values)."""
+        return [
+            ("reason", self.reason.encode()),
+            ("source", source.encode()),
+            ("poll_id", poll_id.encode()),
+            ("error_class", self.error_class.encode()),
+            ("stage", self.stage.encode()),
+        ]
 
 
 def producer_config(kafka: KafkaSettings, *, client_id: str) -> dict[str, Any]:
@@ -59,6 +101,21 @@ def producer_config(kafka: KafkaSettings, *, client_id: str) -> dict[str, Any]:
         "client.id": client_id,
         "enable.idempotence": True,
         "acks": "all",
+    }
+
+
+def transactional_producer_config(
+    kafka: KafkaSettings, *, client_id: str, transactional_id: str
+) -> dict[str, Any]:
+    """The producer config plus a ``transactional.id`` (one per source, stable across restarts).
+
+    A stable id is what lets a restarted poller fence its crashed predecessor:
+    ``init_transactions`` aborts the transaction the old process left open.
+    """
+    return {
+        **producer_config(kafka, client_id=client_id),
+        "transactional.id": transactional_id,
+        "transaction.timeout.ms": int(kafka.transaction_timeout_s * 1000),
     }
 
 
@@ -93,12 +150,20 @@ class ChangePublisher:
         *,
         value_serializer: Serializer,
         key_serializer: Serializer,
+        dead_letter_topic: str | None = None,
+        cursor_topic: str | None = None,
+        transactional: bool = False,
     ) -> None:
         self.producer = producer
         self.topic = topic
         self.report = DeliveryReport(topic)
         self._value_serializer = value_serializer
         self._key_serializer = key_serializer
+        self.dead_letter_topic = dead_letter_topic
+        self.cursor_topic = cursor_topic
+        self.transactional = transactional
+        # Dead letters and cursors are counted apart from the change events.
+        self.side_report = DeliveryReport(dead_letter_topic or "side")
 
     def publish(self, key: str, value: Mapping[str, Any]) -> None:
         """Serialize and hand one record to the producer; delivery is reported later.
@@ -132,22 +197,125 @@ class ChangePublisher:
         """Wait for outstanding delivery reports; returns how many are still outstanding."""
         return self.producer.flush(timeout_s)
 
+    def _produce_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        while True:
+            try:
+                self.producer.produce(
+                    topic, value=value, key=key, on_delivery=self.side_report, headers=headers
+                )
+                break
+            except BufferError:
+                self.producer.poll(_QUEUE_FULL_WAIT_S)
+        self.producer.poll(0)
+
+    def dead_letter(self, letter: DeadLetter, *, source: str, poll_id: str) -> None:
+        """Produce one dead letter: key = entity id when known, value = the raw payload."""
+        if self.dead_letter_topic is None:
+            raise PublishError("no dead-letter topic configured for this publisher")
+        key = letter.key.encode() if letter.key is not None else None
+        self._produce_raw(
+            self.dead_letter_topic, key, letter.raw, letter.headers(source=source, poll_id=poll_id)
+        )
+
+    def save_cursor(self, source: str, payload: bytes) -> None:
+        """Produce a source's cursor record (key = source name) to the compacted cursor topic."""
+        if self.cursor_topic is None:
+            raise PublishError("no cursor topic configured for this publisher")
+        self._produce_raw(self.cursor_topic, source.encode(), payload, None)
+
+    def _txn(self) -> TransactionalProducerLike:
+        return cast(TransactionalProducerLike, self.producer)
+
+    def begin(self) -> None:
+        """Start the poll's transaction (nothing to do without transactions)."""
+        if self.transactional:
+            try:
+                self._txn().begin_transaction()
+            except KafkaException as error:
+                raise _publish_error("cannot begin a transaction", error) from error
+
+    def commit(self, timeout_s: float) -> bool:
+        """Make everything produced since ``begin`` visible; False when it was aborted.
+
+        Without transactions this flushes and reports whether nothing is left
+        outstanding. With them, ``commit_transaction`` flushes, and an error
+        that requires it aborts the transaction (nothing of it becomes visible).
+        Raises ``ProducerFencedError`` when another process took over the
+        transactional id: this producer can never commit again.
+        """
+        if not self.transactional:
+            # The caller compares delivery-report failures before and after.
+            return self.flush(timeout_s) == 0
+        try:
+            self._txn().commit_transaction(timeout_s)
+        except KafkaException as error:
+            kafka_error = error.args[0]
+            if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
+                raise _publish_error("the producer was fenced or failed", error) from error
+            log.error("commit of the poll's transaction failed, aborting it: %s", error)
+            self.abort(timeout_s)
+            return False
+        return True
+
+    def abort(self, timeout_s: float) -> None:
+        """Abort the open transaction (after a failure); records produced in it are discarded."""
+        if not self.transactional:
+            self.flush(timeout_s)
+            return
+        try:
+            self._txn().abort_transaction(timeout_s)
+        except KafkaException as error:
+            raise _publish_error("cannot abort the transaction", error) from error
+
+
+def _publish_error(what: str, error: KafkaException) -> PublishError:
+    kafka_error = error.args[0] if error.args else None
+    if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
+        return ProducerFencedError(f"{what}: {kafka_error} (fatal: restart the poller)")
+    return PublishError(f"{what}: {error}")
+
 
 def make_change_publisher(
-    settings: Settings, *, schema_name: str, client_id: str
+    settings: Settings,
+    *,
+    schema_name: str,
+    client_id: str,
+    transactional_id: str | None = None,
+    init_timeout_s: float = 60.0,
 ) -> ChangePublisher:
     """A publisher to ``settings.kafka.changes_topic`` with the schema registered up front.
 
     Registers ``schema_name`` under ``<topic>-value`` (``PublishError`` when the
     registry is down or refuses the schema), then builds the string key
-    serializer and an idempotent producer.
+    serializer and an idempotent producer. With ``transactional_id`` the
+    producer is transactional and ``init_transactions`` has run (so a crashed
+    predecessor's open transaction is aborted before this returns).
     """
-    topic = settings.kafka.changes_topic
+    kafka = settings.kafka
+    topic = kafka.changes_topic
     value_serializer, _ = build_value_serializer(settings.registry, topic, schema_name)
-    producer = Producer(producer_config(settings.kafka, client_id=client_id))
+    if transactional_id is None:
+        producer = Producer(producer_config(kafka, client_id=client_id))
+    else:
+        producer = Producer(
+            transactional_producer_config(
+                kafka, client_id=client_id, transactional_id=transactional_id
+            )
+        )
+        try:
+            producer.init_transactions(init_timeout_s)
+        except KafkaException as error:
+            raise _publish_error(
+                f"cannot initialise transactions with Kafka at {kafka.bootstrap_servers}", error
+            ) from error
     return ChangePublisher(
         producer,
         topic,
         value_serializer=value_serializer,
         key_serializer=make_key_serializer(),
+        dead_letter_topic=kafka.dead_letter_topic,
+        cursor_topic=kafka.cursor_topic,
+        transactional=transactional_id is not None,
     )

@@ -77,6 +77,7 @@ QUAKE_FIELD_ORDER: tuple[str, ...] = (
     "gap_deg",
     "event_type",
     "title",
+    "region",
 )
 
 #: USGS marks a removed event with this review status (compared case-insensitively:
@@ -113,6 +114,24 @@ def _cast(value: Any, kind: AvroKind, *, record_id: str | None, field: str) -> A
             f"{value} is out of range of Avro {kind}", record_id=record_id, field=field
         )
     return value
+
+
+def derive_region(place: str | None) -> str | None:
+    """The broad region of an event from its ``place`` text (schema v2 field ``region``).
+
+    USGS writes places as ``"8km NE of Aguanga, CA"``, ``"South of the Fiji
+    Islands"`` or ``"Fiji region"``: the region is the text after the last
+    ``", "``, else after the last ``" of "``, else the whole place. A place that
+    ends in a separator keeps the whole place rather than an empty region; an
+    empty place has no region.
+    """
+    if place is None:
+        return None
+    for separator in (", ", " of "):
+        _, found, tail = place.rpartition(separator)
+        if found and tail.strip():
+            return tail.strip()
+    return place or None
 
 
 def _optional(
@@ -185,6 +204,8 @@ def feature_to_quake_change(
         if depth is None
         else _cast(depth, "double", record_id=record_id, field="geometry.coordinates[2]")
     )
+
+    quake["region"] = derive_region(quake["place"])
 
     status = quake["status"]
     op = "DELETE" if status is not None and status.lower() == DELETED_STATUS else "UPSERT"

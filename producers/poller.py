@@ -1,35 +1,62 @@
 """The poller: read what changed at an HTTP source since the cursor, produce it to Kafka.
 
-One poll = fetch every page changed since the cursor, drop versions already
-produced, sort the rest by (cursor value, key) so each entity's versions reach
-its partition in order, map and produce them, then flush. The flush is the
-commit point: only when every record was acknowledged does the cursor move, so
-a failed poll is retried from the same place (at-least-once; downstream
-deduplicates on (entity_id, updated_ms)).
+One poll = fetch every page changed since the cursor (re-reading an overlap
+window before it), drop versions already produced, sort the rest by (cursor
+value, key) so each entity's versions reach its partition in order, map them,
+and produce in ONE Kafka transaction: the change events, the dead letters
+(unreadable page, drifted or unmappable record) and the new cursor record.
+The commit is the commit point: the cursor moves if and only if every record
+before it is acknowledged and visible, and after a crash the open transaction
+is aborted by the next ``init_transactions`` (``read_committed`` consumers
+never see its records).
 
 ``poll_once`` is one poll; ``run`` loops until a stop event is set (the entry
-point sets it on SIGTERM). The cursor is returned and passed back in; a durable
-cursor store will wrap exactly that.
+point sets it on SIGTERM), with a circuit breaker after repeated failures.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 
+from producers.breaker import CircuitBreaker
 from producers.cursor import Cursor, Version
-from producers.errors import PublishError, RecordError, SourceError
-from producers.http_client import get_json, make_http_client
-from producers.kafka_io import ChangePublisher, make_change_publisher
-from producers.metrics import RECORD_ERRORS, RECORDS_FETCHED
-from producers.sources.base import FetchPage, HttpSource, JsonObject, fetch_all, record_version
+from producers.cursor_store import CursorRecord, encode_cursor_record, load_cursor_state
+from producers.errors import PageError, ProducerFencedError, PublishError, RecordError, SourceError
+from producers.http_client import RetryPolicy, Sleep, get_json, make_http_client
+from producers.kafka_io import ChangePublisher, DeadLetter, make_change_publisher
+from producers.metrics import (
+    CIRCUIT_OPEN,
+    CIRCUIT_OPENED,
+    CURSOR_LAG_SECONDS,
+    POLLS,
+    PRODUCE_LATENCY_SECONDS,
+    RECORD_ERRORS,
+    RECORDS_DEAD_LETTERED,
+    RECORDS_DUPLICATE,
+    RECORDS_FETCHED,
+    RECORDS_PRODUCED,
+    RECORDS_RESENT,
+    TRANSACTIONS_ABORTED,
+)
+from producers.sources.base import (
+    FetchPage,
+    HttpSource,
+    JsonObject,
+    fetch_all,
+    field_drift,
+    record_version,
+)
 from producers.sources.usgs import usgs_earthquakes
 from streamhouse.settings import Settings
 
@@ -49,14 +76,28 @@ class PollSummary:
     fetched: int
     #: Versions already produced by an earlier poll (re-read window) or repeated by paging.
     duplicates: int
-    #: Records that could not become change events (skipped, logged).
+    #: Records that could not become change events (dead-lettered).
     invalid: int
-    #: Records Kafka acknowledged.
+    #: Change records Kafka acknowledged (and, with transactions, committed).
     produced: int
-    #: Records Kafka refused or did not acknowledge within the flush timeout.
+    #: Records Kafka refused or did not acknowledge (the poll's transaction was aborted).
     failed: int
     pages: int
     cursor: Cursor
+    #: Why a page was unreadable (it was dead-lettered and the poll ended early).
+    page_error: str | None = None
+    #: Versions produced again after a crash aborted the transaction that first carried them.
+    resent: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """True when the whole poll was read and committed."""
+        return self.page_error is None and self.failed == 0
+
+    @property
+    def eventful(self) -> bool:
+        """True when the poll produced, dead-lettered or failed something (worth an INFO line)."""
+        return bool(self.produced or self.invalid or self.failed or self.page_error)
 
 
 @dataclass(frozen=True)
@@ -66,6 +107,8 @@ class Batch:
     records: list[tuple[Version, JsonObject]]
     duplicates: int
     invalid: list[RecordError]
+    #: The records behind ``invalid``, in the same order (for the dead-letter topic).
+    invalid_records: list[Any] = field(default_factory=list)
 
 
 def new_poll_id(now_ms: int) -> str:
@@ -84,11 +127,13 @@ def select_new_versions(source: HttpSource, cursor: Cursor, records: Sequence[Js
     selected: dict[Version, JsonObject] = {}
     duplicates = 0
     invalid: list[RecordError] = []
+    invalid_records: list[Any] = []
     for record in records:
         try:
             version = record_version(source, record)
         except RecordError as error:
             invalid.append(error)
+            invalid_records.append(record)
             continue
         # Offset paging can return one record twice when the result set grows
         # while the poll pages; the same version must be produced once.
@@ -97,7 +142,61 @@ def select_new_versions(source: HttpSource, cursor: Cursor, records: Sequence[Js
             continue
         selected[version] = record
     ordered = sorted(selected.items(), key=lambda item: (item[0][1], item[0][0]))
-    return Batch(records=ordered, duplicates=duplicates, invalid=invalid)
+    return Batch(
+        records=ordered, duplicates=duplicates, invalid=invalid, invalid_records=invalid_records
+    )
+
+
+def _raw_json(record: Any) -> bytes:
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def record_letter(error: RecordError | str, record: Any, key: str | None) -> DeadLetter:
+    """The dead letter of one record: its JSON as received, the reason, the error class."""
+    if isinstance(error, RecordError):
+        reason, error_class = str(error), type(error).__name__
+    else:
+        reason, error_class = error, "SchemaDriftError"
+    return DeadLetter("record", reason, _raw_json(record), error_class, key)
+
+
+def page_letter(error: PageError) -> DeadLetter:
+    """The dead letter of an unreadable page: the raw body exactly as received."""
+    return DeadLetter("page", str(error), error.raw, type(error).__name__, None)
+
+
+@dataclass
+class _Plan:
+    """Everything one poll will write, computed before the transaction starts (pure)."""
+
+    changes: list[tuple[Version, dict[str, Any]]] = field(default_factory=list)
+    letters: list[tuple[Version | None, DeadLetter]] = field(default_factory=list)
+
+    @property
+    def versions(self) -> list[Version]:
+        consumed = [version for version, _ in self.letters if version is not None]
+        return [*(version for version, _ in self.changes), *consumed]
+
+
+def plan_poll(source: HttpSource, batch: Batch, *, poll_id: str, produced_at_ms: int) -> _Plan:
+    """Map each new version, or turn it into a dead letter (drift, unmappable, unreadable)."""
+    plan = _Plan()
+    for error, record in zip(batch.invalid, batch.invalid_records, strict=True):
+        plan.letters.append((None, record_letter(error, record, error.record_id)))
+    for version, record in batch.records:
+        drift = field_drift(source, record)
+        if drift is not None:
+            plan.letters.append((version, record_letter(drift, record, version[0])))
+            continue
+        try:
+            value = source.map_record(
+                record, source=source.name, poll_id=poll_id, produced_at_ms=produced_at_ms
+            )
+        except RecordError as error:
+            plan.letters.append((version, record_letter(error, record, version[0])))
+            continue
+        plan.changes.append((version, value))
+    return plan
 
 
 def poll_once(
@@ -109,38 +208,57 @@ def poll_once(
     publisher: ChangePublisher | None = None,
     flush_timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S,
     clock_ms: Callable[[], int] | None = None,
+    sleep: Sleep | None = None,
+    resend_candidates: set[Version] | None = None,
 ) -> PollSummary:
     """Poll the source once and produce its changes to ``settings.kafka.changes_topic``.
 
-    ``source`` defaults to USGS from ``settings.source``; ``http`` and
-    ``publisher`` are created (and closed / flushed) here when not given, so a
-    long-running caller passes its own. Raises ``SourceError`` when the source
-    cannot be read and ``PublishError`` when records cannot be serialized; in
-    both cases nothing about the cursor changes. Records that cannot be mapped
-    are counted as ``invalid`` and logged (the dead-letter topic comes later).
+    ``source`` defaults to USGS from ``settings.source``. Without a
+    ``publisher`` a transactional one is created (and its cursor loaded from
+    the cursor topic when ``cursor`` is None); without ``http`` a client is
+    created and closed here. Raises ``SourceError`` when the source cannot be
+    read and ``PublishError`` when records cannot be serialized; in both cases
+    the cursor does not move. Unreadable pages and records go to the
+    dead-letter topic inside the poll's transaction.
     """
-    cursor = cursor or Cursor()
     source = source or usgs_earthquakes(settings.source)
     now_ms = clock_ms or _wall_clock_ms
     if publisher is None:
         publisher = make_change_publisher(
-            settings, schema_name=source.value_schema, client_id=_client_id(source)
+            settings,
+            schema_name=source.value_schema,
+            client_id=_client_id(source),
+            transactional_id=transactional_id(source),
         )
+        if cursor is None:
+            state = load_cursor_state(settings.kafka, source.name)
+            cursor = state.cursor
+            resend_candidates = set(state.aborted_versions)
+    cursor = cursor or Cursor()
+    policy = RetryPolicy.from_settings(settings.source)
 
     def poll_with(client: httpx.Client) -> PollSummary:
         return _poll(
             source,
             cursor,
             publisher,
-            fetch_page=lambda params: get_json(client, source.url, params),
+            fetch_page=lambda params: get_json(
+                client, source.url, params, policy=policy, sleep=sleep, source=source.name
+            ),
             flush_timeout_s=flush_timeout_s,
             now_ms=now_ms,
+            resend_candidates=resend_candidates if resend_candidates is not None else set(),
         )
 
     if http is not None:
         return poll_with(http)
     with make_http_client(settings.source) as client:
         return poll_with(client)
+
+
+def transactional_id(source: HttpSource) -> str:
+    """The stable transactional id of a source's poller (one active poller per source)."""
+    return f"streamhouse-poller-{source.name}"
 
 
 def _client_id(source: HttpSource) -> str:
@@ -151,41 +269,6 @@ def _wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-@dataclass
-class _Produced:
-    """Versions of one poll by outcome, filled while producing."""
-
-    handed_over: list[Version] = field(default_factory=list)
-    # Versions that could not be mapped are consumed too: they would fail again
-    # on every poll, so they must not hold the cursor back (the dead-letter
-    # topic will keep them).
-    unmappable: list[Version] = field(default_factory=list)
-    errors: list[RecordError] = field(default_factory=list)
-
-
-def _produce(
-    source: HttpSource,
-    batch: Batch,
-    publisher: ChangePublisher,
-    *,
-    poll_id: str,
-    now_ms: Callable[[], int],
-) -> _Produced:
-    produced = _Produced()
-    for version, record in batch.records:
-        try:
-            value = source.map_record(
-                record, source=source.name, poll_id=poll_id, produced_at_ms=now_ms()
-            )
-        except RecordError as error:
-            produced.errors.append(error)
-            produced.unmappable.append(version)
-            continue
-        publisher.publish(version[0], value)
-        produced.handed_over.append(version)
-    return produced
-
-
 def _poll(
     source: HttpSource,
     cursor: Cursor,
@@ -194,52 +277,130 @@ def _poll(
     fetch_page: FetchPage,
     flush_timeout_s: float,
     now_ms: Callable[[], int],
+    resend_candidates: set[Version],
 ) -> PollSummary:
     poll_id = new_poll_id(now_ms())
     fetched = fetch_all(source, cursor, fetch_page)
     RECORDS_FETCHED.labels(source=source.name).inc(len(fetched.records))
     batch = select_new_versions(source, cursor, fetched.records)
+    RECORDS_DUPLICATE.labels(source=source.name).inc(batch.duplicates)
+    plan = plan_poll(source, batch, poll_id=poll_id, produced_at_ms=now_ms())
+    if fetched.page_error is not None:
+        plan.letters.append((None, page_letter(fetched.page_error)))
 
-    report = publisher.report
-    delivered_before, failed_before = report.delivered, report.failed
-    try:
-        produced = _produce(source, batch, publisher, poll_id=poll_id, now_ms=now_ms)
-    finally:
-        # Also after a PublishError: what was handed over is still delivered
-        # and reported before the error leaves this poll.
-        outstanding = publisher.flush(flush_timeout_s)
-
-    invalid = [*batch.invalid, *produced.errors]
-    for record_error in invalid:
-        RECORD_ERRORS.labels(source=source.name).inc()
-        log.warning("poll %s: record skipped: %s", poll_id, record_error)
-    delivered = report.delivered - delivered_before
-    failed = report.failed - failed_before + outstanding
-    if failed == 0:
+    if fetched.page_error is None:
         next_cursor = cursor.advance(
-            [*produced.handed_over, *produced.unmappable],
+            plan.versions,
             high_water_ms=fetched.snapshot_ms,
             resolution_ms=source.cursor_resolution_ms,
             lookback_ms=source.cursor_lookback_ms,
         )
     else:
-        log.error(
-            "poll %s: %d of %d records not acknowledged; the cursor stays at %s",
-            poll_id,
-            failed,
-            len(produced.handed_over),
-            cursor.updated_ms,
-        )
-        next_cursor = cursor
-    return PollSummary(
+        next_cursor = cursor.remember(plan.versions)
+    summary = PollSummary(
         poll_id=poll_id,
         fetched=len(fetched.records),
         duplicates=batch.duplicates,
-        invalid=len(invalid),
-        produced=delivered,
-        failed=failed,
+        invalid=sum(1 for _, letter in plan.letters if letter.stage == "record"),
+        produced=0,
+        failed=0,
         pages=fetched.pages,
         cursor=next_cursor,
+        page_error=str(fetched.page_error) if fetched.page_error is not None else None,
+    )
+    if not plan.changes and not plan.letters and next_cursor == cursor:
+        _set_lag(source, cursor, now_ms)
+        return summary  # an idle poll writes nothing, not even a transaction
+
+    committed, delivered, failed = _write(
+        source, plan, publisher, poll_id=poll_id, cursor=next_cursor, timeout_s=flush_timeout_s
+    )
+    if not committed:
+        log.error(
+            "poll %s: Kafka did not acknowledge every record; the transaction was aborted "
+            "and the cursor stays at %s",
+            poll_id,
+            cursor.updated_ms,
+        )
+        _set_lag(source, cursor, now_ms)
+        return replace(summary, cursor=cursor, produced=delivered, failed=failed)
+
+    resent = sum(1 for version, _ in plan.changes if version in resend_candidates)
+    resend_candidates.difference_update(plan.versions)
+    RECORDS_PRODUCED.labels(source=source.name).inc(delivered)
+    RECORDS_RESENT.labels(source=source.name).inc(resent)
+    for _, letter in plan.letters:
+        RECORDS_DEAD_LETTERED.labels(source=source.name, stage=letter.stage).inc()
+        if letter.stage == "record":
+            RECORD_ERRORS.labels(source=source.name).inc()
+        log.warning("poll %s: %s dead-lettered: %s", poll_id, letter.stage, letter.reason)
+    _set_lag(source, next_cursor, now_ms)
+    return replace(summary, produced=delivered, resent=resent)
+
+
+def _write(
+    source: HttpSource,
+    plan: _Plan,
+    publisher: ChangePublisher,
+    *,
+    poll_id: str,
+    cursor: Cursor,
+    timeout_s: float,
+) -> tuple[bool, int, int]:
+    """One transaction: cursor record, change events, dead letters.
+
+    Returns (committed?, change records delivered, change records failed).
+    """
+    report = publisher.report
+    delivered_before = report.delivered
+    failed_before = report.failed + publisher.side_report.failed
+    started = time.monotonic()
+    publisher.begin()
+    try:
+        if publisher.cursor_topic is not None:
+            # First in the transaction: if the poller dies mid-way, this record
+            # (aborted, but in the log) tells the next one what it had sent.
+            record = CursorRecord(source.name, poll_id, cursor, frozenset(plan.versions))
+            publisher.save_cursor(source.name, encode_cursor_record(record))
+        for version, value in plan.changes:
+            publisher.publish(version[0], value)
+        for _, letter in plan.letters:
+            publisher.dead_letter(letter, source=source.name, poll_id=poll_id)
+    except PublishError:
+        TRANSACTIONS_ABORTED.labels(source=source.name, reason="error").inc()
+        publisher.abort(timeout_s)
+        raise
+    committed = publisher.commit(timeout_s)
+    delivered = report.delivered - delivered_before
+    failed = report.failed + publisher.side_report.failed - failed_before
+    if not committed or failed:
+        TRANSACTIONS_ABORTED.labels(source=source.name, reason="error").inc()
+        if publisher.transactional:
+            return False, 0, len(plan.changes)  # nothing of the transaction is visible
+        # Without transactions what was delivered stays delivered (at-least-once).
+        return False, delivered, max(failed, len(plan.changes) - delivered)
+    PRODUCE_LATENCY_SECONDS.labels(source=source.name).observe(time.monotonic() - started)
+    return True, delivered, 0
+
+
+def _set_lag(source: HttpSource, cursor: Cursor, now_ms: Callable[[], int]) -> None:
+    if cursor.updated_ms is not None:
+        CURSOR_LAG_SECONDS.labels(source=source.name).set((now_ms() - cursor.updated_ms) / 1000)
+
+
+def _log_summary(summary: PollSummary) -> None:
+    level = logging.INFO if summary.eventful else logging.DEBUG
+    log.log(
+        level,
+        "poll %s: fetched %d, produced %d, duplicates %d, dead-lettered %d, resent %d, cursor %s%s",
+        summary.poll_id,
+        summary.fetched,
+        summary.produced,
+        summary.duplicates,
+        summary.invalid + (summary.page_error is not None),
+        summary.resent,
+        summary.cursor.updated_ms,
+        f", page dead-lettered: {summary.page_error}" if summary.page_error else "",
     )
 
 
@@ -256,19 +417,48 @@ def run(
 ) -> Cursor:
     """Poll every ``interval_s`` seconds until ``stop_event`` is set; return the last cursor.
 
-    One HTTP client and one publisher (created here unless given) serve all
-    polls. A poll that fails (source unreachable, registry down) is logged and
-    retried at the next interval from the same cursor. ``on_poll`` receives
-    each successful poll's summary (progress display, tests). The producer is
-    flushed before returning. The caller owns the signals: a SIGTERM handler
-    only has to set ``stop_event``.
+    One HTTP client and one publisher serve all polls. Without a
+    ``publisher``, a transactional one is created for the source's
+    transactional id (fencing a crashed predecessor) and, unless ``cursor`` is
+    given, the cursor is loaded from the cursor topic. A failed poll is logged
+    and retried from the same cursor; after ``source.breaker_failures`` failed
+    polls in a row the circuit breaker pauses polling (logged, and the
+    ``streamhouse_poller_circuit_open`` gauge is 1). ``on_poll`` receives each
+    poll's summary. The caller owns the signals: a SIGTERM handler only has to
+    set ``stop_event``.
     """
-    cursor = cursor or Cursor()
     source = source or usgs_earthquakes(settings.source)
+    resend_candidates: set[Version] = set()
     if publisher is None:
         publisher = make_change_publisher(
-            settings, schema_name=source.value_schema, client_id=_client_id(source)
+            settings,
+            schema_name=source.value_schema,
+            client_id=_client_id(source),
+            transactional_id=transactional_id(source),
         )
+        if cursor is None:
+            state = load_cursor_state(settings.kafka, source.name)
+            cursor = state.cursor
+            resend_candidates = set(state.aborted_versions)
+            if state.aborted_transactions:
+                TRANSACTIONS_ABORTED.labels(source=source.name, reason="crash").inc(
+                    state.aborted_transactions
+                )
+                log.warning(
+                    "%s: %d transaction(s) of a previous poller were aborted; %d version(s) "
+                    "will be sent again (invisible to read_committed consumers until then)",
+                    source.name,
+                    state.aborted_transactions,
+                    len(resend_candidates),
+                )
+            log.info("%s: starting from cursor %s", source.name, cursor.updated_ms)
+    cursor = cursor or Cursor()
+    breaker = CircuitBreaker(
+        settings.source.breaker_failures, settings.source.breaker_open_s,
+        settings.source.breaker_open_max_s,
+    )  # fmt: skip
+    CIRCUIT_OPEN.labels(source=source.name).set(0)
+    outcome_failed = "failed"
     with make_http_client(settings.source) as client:
         try:
             while not stop_event.is_set():
@@ -280,16 +470,47 @@ def run(
                         http=client,
                         publisher=publisher,
                         flush_timeout_s=flush_timeout_s,
+                        sleep=stop_event.wait,
+                        resend_candidates=resend_candidates,
                     )
+                except ProducerFencedError:
+                    raise
                 except (SourceError, PublishError) as error:
-                    log.error(
-                        "poll of %s failed, retrying in %.0f s: %s", source.name, interval_s, error
-                    )
+                    POLLS.labels(source=source.name, outcome=outcome_failed).inc()
+                    log.error("poll of %s failed: %s", source.name, error)
+                    failed = True
                 else:
                     cursor = summary.cursor
+                    outcome = "ok" if summary.ok else "partial" if summary.failed == 0 else "failed"
+                    POLLS.labels(source=source.name, outcome=outcome).inc()
+                    _log_summary(summary)
                     if on_poll is not None:
                         on_poll(summary)
+                    failed = not summary.ok
+                if failed:
+                    pause = breaker.record_failure()
+                    if pause is not None:
+                        _pause(source, breaker, pause, stop_event)
+                        continue
+                elif breaker.record_success():
+                    log.info("%s: circuit breaker closed, polls succeed again", source.name)
                 stop_event.wait(interval_s)
         finally:
             publisher.flush(flush_timeout_s)
     return cursor
+
+
+def _pause(
+    source: HttpSource, breaker: CircuitBreaker, pause_s: float, stop_event: threading.Event
+) -> None:
+    CIRCUIT_OPEN.labels(source=source.name).set(1)
+    CIRCUIT_OPENED.labels(source=source.name).inc()
+    log.warning(
+        "%s: circuit breaker open after %d failed polls in a row; pausing %.1f s",
+        source.name,
+        breaker.consecutive_failures,
+        pause_s,
+    )
+    # Jitter keeps a fleet of pollers from coming back in the same second.
+    stop_event.wait(pause_s * random.uniform(0.9, 1.1))
+    CIRCUIT_OPEN.labels(source=source.name).set(0)

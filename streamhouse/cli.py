@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, TypeVar
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
+from streamhouse.cli_load import app as load_app
 from streamhouse.errors import UserFacingError
 from streamhouse.settings import Settings
 
@@ -31,6 +33,7 @@ stack_app = typer.Typer(help="Start, stop and inspect the embedded services.", n
 stream_app = typer.Typer(help="Spark Structured Streaming jobs.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
+app.add_typer(load_app)  # `loadgen` and `bench loadgen`
 
 # soft_wrap: a path or a sentence is never broken across lines (copy-paste, grep).
 console = Console(stderr=True, soft_wrap=True)
@@ -171,7 +174,6 @@ def resolve_jars() -> None:
     """Resolve every jar the platform runs (Kafka, registry, Spark connectors) into the cache."""
     from spark_jobs.session import connector_jars
     from streamhouse.runtime.services import build_services
-    from streamhouse.runtime.stack import service_paths
 
     def action() -> None:
         settings = load_settings()
@@ -181,8 +183,7 @@ def resolve_jars() -> None:
         specs = build_services(settings)
         for name in ("kafka", "registry"):
             with console.status(f"resolving {name} jars"):
-                # prepare() resolves jars and writes configs; it starts nothing.
-                specs[name].prepare(service_paths(settings, name))
+                specs[name].resolve()
             _report(f"{name}: jars ready")
 
     guarded(action)
@@ -223,39 +224,138 @@ def poll(
         start_http_server(settings.runtime.ports.poller_metrics, addr=settings.runtime.host)
         stop = threading.Event()
         _stop_on_signals(stop)
-        poller.run(settings, interval_s, stop, on_poll=lambda s: logging.info("poll: %s", s))
+        # The poller logs each poll itself: INFO when it did something, DEBUG when idle.
+        poller.run(settings, interval_s, stop)
 
     guarded(action)
 
 
-@stream_app.command("bronze")
-def stream_bronze(
+@stream_app.command("run")
+def stream_run(
+    jobs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Jobs to run: bronze (Kafka -> bronze, silver, late), aggregates."),
+    ] = None,
     available_now: Annotated[
-        bool, typer.Option("--available-now", help="Process what Kafka holds, then stop.")
+        bool, typer.Option("--available-now", help="Process what is there, then stop.")
     ] = False,
 ) -> None:
-    """Kafka change events -> bronze Delta table (and quarantine), exactly once."""
-    from prometheus_client import start_http_server
-
-    from monitoring.stream_metrics import PrometheusListener
-    from spark_jobs import bronze_stream
-    from spark_jobs.session import build_spark
+    """Run the streaming jobs in one Spark driver (default: all), exactly once into Delta."""
+    from spark_jobs import streams
 
     def action() -> None:
         settings = load_settings()
         _configure_logging()
-        start_http_server(settings.runtime.ports.stream_metrics, addr=settings.runtime.host)
-        spark = build_spark(settings, "streamhouse-bronze")
-        spark.streams.addListener(PrometheusListener())
-        query = bronze_stream.start(spark, settings, available_now=available_now)
         stop = threading.Event()
         _stop_on_signals(stop)
-        while query.isActive and not stop.is_set():
-            stop.wait(1.0)
-        if query.isActive:
-            query.stop()  # ends after the running batch; the checkpoint stays consistent
-        if query.exception() is not None:
-            raise UserFacingError(f"the bronze query failed: {query.exception()}")
+        streams.run(settings, tuple(jobs or streams.JOBS), stop, available_now=available_now)
+
+    guarded(action)
+
+
+replay_app = typer.Typer(
+    help="Replay a range through the stream's own transforms.", no_args_is_help=True
+)
+app.add_typer(replay_app, name="replay")
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UserFacingError(
+            f"Time {text!r} is not ISO 8601: write it like 2026-11-26T12:00:00 (UTC)."
+        ) from None
+    return value.replace(tzinfo=None) if value.tzinfo is None else value
+
+
+def _print_counts(title: str, counts: dict[str, int], seconds: float) -> None:
+    table = Table("table", "rows", title=f"{title} in {seconds:.1f} s")
+    for name, value in counts.items():
+        table.add_row(name, str(value))
+    out.print(table)
+
+
+@replay_app.command("kafka")
+def replay_kafka(
+    from_offsets: Annotated[str | None, typer.Option(help="earliest or offsets JSON.")] = None,
+    to_offsets: Annotated[
+        str | None, typer.Option(help="latest or offsets JSON (exclusive).")
+    ] = None,
+    from_time: Annotated[str | None, typer.Option(help="ISO time: first record timestamp.")] = None,
+    to_time: Annotated[str | None, typer.Option(help="ISO time (exclusive).")] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="Write the live tables, not side ones.")
+    ] = False,
+) -> None:
+    """Replay a Kafka range (offsets or timestamps) into bronze, silver and the windows."""
+    from spark_jobs import replay
+    from spark_jobs.session import build_spark
+
+    def action() -> None:
+        settings = load_settings()
+        start, end = _parse_time(from_time), _parse_time(to_time)
+        span = replay.KafkaRange(
+            starting_offsets=from_offsets,
+            ending_offsets=to_offsets,
+            starting_timestamp_ms=int(start.timestamp() * 1000) if start else None,
+            ending_timestamp_ms=int(end.timestamp() * 1000) if end else None,
+        )
+        spark = build_spark(settings, "streamhouse-replay")
+        began = time.monotonic()
+        with console.status("replaying"):
+            counts = replay.replay_kafka(spark, settings, span, to_live=live)
+        _print_counts("replay of a Kafka range", counts, time.monotonic() - began)
+
+    guarded(action)
+
+
+@replay_app.command("bronze")
+def replay_bronze(
+    from_time: Annotated[str | None, typer.Option(help="ISO ingestion time (inclusive).")] = None,
+    to_time: Annotated[str | None, typer.Option(help="ISO ingestion time (exclusive).")] = None,
+    live: Annotated[
+        bool, typer.Option("--live", help="Write the live tables, not side ones.")
+    ] = False,
+) -> None:
+    """Recompute silver and the windows from the bronze rows ingested in a time range."""
+    from spark_jobs import replay
+    from spark_jobs.session import build_spark
+
+    def action() -> None:
+        settings = load_settings()
+        spark = build_spark(settings, "streamhouse-replay")
+        began = time.monotonic()
+        with console.status("replaying"):
+            counts = replay.replay_bronze(
+                spark, settings, _parse_time(from_time), _parse_time(to_time), to_live=live
+            )
+        _print_counts("replay of bronze", counts, time.monotonic() - began)
+
+    guarded(action)
+
+
+@app.command("reconcile")
+def reconcile_tables(
+    closed_before: Annotated[
+        str | None, typer.Option(help="Compare only windows ending at or before this ISO time.")
+    ] = None,
+) -> None:
+    """Compare the live silver and window tables with the last replay; print every difference."""
+    from spark_jobs import reconcile
+    from spark_jobs.session import build_spark
+
+    def action() -> None:
+        settings = load_settings()
+        spark = build_spark(settings, "streamhouse-reconcile")
+        differences = reconcile.reconcile(spark, settings, closed_before=_parse_time(closed_before))
+        for diff in differences:
+            out.print(f"{diff.table} {diff.key}: live={diff.live} replay={diff.replay}")
+        if differences:
+            raise UserFacingError(f"{len(differences)} differences between live and replay.")
+        out.print("[green]live and replay agree[/]")
 
     guarded(action)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 import httpx
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from pyspark.errors import AnalysisException
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
@@ -38,16 +38,33 @@ def source_record_count(settings: Settings) -> int:
 
 
 def topic_message_count(settings: Settings, topic: str) -> int:
-    """Messages in a topic: the sum of its partitions' high watermarks minus low ones."""
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": "streamhouse-demo-inspect"})
+    """Committed records in a topic, counted by reading it with ``read_committed``.
+
+    Offsets cannot be subtracted: the poller writes in transactions, and every
+    commit marker takes an offset of its own.
+    """
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": "streamhouse-demo-inspect",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "enable.auto.commit": False,
+        }
+    )
     try:
         metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
         if metadata is None or metadata.error is not None:
             return 0
-        total = 0
-        for partition in metadata.partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-            total += high - low
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions])
+        pending, total = set(metadata.partitions), 0
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            for message in consumer.consume(1000, timeout=0.5):
+                if message.error() is None:
+                    total += 1
+                elif message.error().code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
         return total
     finally:
         consumer.close()
@@ -100,7 +117,7 @@ def _follow_the_flow(
                 raise UserFacingError(
                     f"the flow did not complete in {timeout_s:.0f} s ({in_kafka} of {expected} "
                     f"in Kafka, {in_bronze} in bronze): see `streamhouse stack logs poller` "
-                    "and `streamhouse stack logs bronze-stream`."
+                    "and `streamhouse stack logs streaming`."
                 )
             time.sleep(1.0)
 

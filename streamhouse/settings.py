@@ -28,6 +28,15 @@ class KafkaSettings(BaseModel):
     dead_letter_topic: str = Field(
         "usgs.quake_changes.dlq", description="Topic of records that could not be published."
     )
+    cursor_topic: str = Field(
+        "_streamhouse.poller.cursors",
+        description="Compacted topic of the pollers' cursors, keyed by source name.",
+    )
+    transaction_timeout_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long an open poller transaction may last before Kafka aborts it.",
+    )
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
     security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_SSL, ...")
     sasl_mechanism: str | None = None
@@ -72,6 +81,10 @@ class SparkSettings(BaseModel):
         None, ge=1, description="Upper bound of Kafka offsets read per micro-batch."
     )
     starting_offsets: str = Field("earliest", description="Where a new query starts reading.")
+    watermark_delay: str = Field(
+        "10 minutes",
+        description="How far event time may lag the newest seen before the aggregates drop it.",
+    )
     ui_enabled: bool = False
     driver_host: str = Field("127.0.0.1", description="Address executors reach the driver at.")
     driver_bind_address: str = Field("127.0.0.1", description="Address the driver binds to.")
@@ -123,6 +136,84 @@ class SourceSettings(BaseModel):
         PROJECT_ROOT / "producers" / "simulator" / "seed" / "usgs_feed_7_day_m1.geojson",
         description="GeoJSON FeatureCollection the simulator starts with (real USGS records).",
     )
+    lookback_s: float = Field(
+        60.0,
+        ge=0,
+        description="Overlap window: each poll re-reads this much before the cursor, so "
+        "versions the source commits late are not missed; versions already sent are dropped.",
+    )
+    max_attempts: int = Field(5, ge=1, description="HTTP attempts per request (first + retries).")
+    backoff_initial_s: float = Field(0.5, gt=0, description="First retry wait (doubles each time).")
+    backoff_max_s: float = Field(30.0, gt=0, description="Longest wait between two attempts.")
+    retry_after_max_s: float = Field(
+        120.0, gt=0, description="Longest Retry-After the poller honours (longer ones are capped)."
+    )
+    breaker_failures: int = Field(
+        3, ge=1, description="Failed polls in a row that open the circuit breaker."
+    )
+    breaker_open_s: float = Field(
+        30.0, gt=0, description="How long an open breaker pauses polling (doubles while failing)."
+    )
+    breaker_open_max_s: float = Field(300.0, gt=0, description="Longest breaker pause.")
+
+
+class SimulatorSettings(BaseModel):
+    """How the API simulator changes its data over time and which faults it injects.
+
+    Rates are per second of wall time; fault rates are the probability that one
+    response carries the fault. The same switches can be flipped at runtime with
+    ``POST /admin/faults`` (see producers/README.md).
+    """
+
+    seed: int = Field(7, description="Seed of the simulator's random choices (reproducible runs).")
+    changes_per_s: float = Field(
+        0.0, ge=0, description="Changes (new events, revisions, deletions) per second; 0 = static."
+    )
+    new_event_share: float = Field(0.4, ge=0, description="Relative share of new events.")
+    revision_share: float = Field(0.5, ge=0, description="Relative share of revisions.")
+    deletion_share: float = Field(0.1, ge=0, description="Relative share of deletions.")
+    min_version_age_s: float = Field(
+        0.0,
+        ge=0,
+        description="A version stays current at least this long before it is revised again.",
+    )
+    rate_limit_rate: float = Field(0.0, ge=0, le=1, description="Share of 429 responses.")
+    retry_after_s: int = Field(1, ge=0, description="Retry-After of a 429 or 503, seconds.")
+    retry_after_as_date: bool = Field(False, description="Send Retry-After as an HTTP date.")
+    server_error_rate: float = Field(0.0, ge=0, le=1, description="Share of 500 responses.")
+    unavailable_rate: float = Field(0.0, ge=0, le=1, description="Share of 503 responses.")
+    slow_rate: float = Field(0.0, ge=0, le=1, description="Share of slow responses.")
+    slow_s: float = Field(2.0, ge=0, description="Delay of a slow response.")
+    truncate_rate: float = Field(0.0, ge=0, le=1, description="Share of truncated bodies.")
+    malformed_rate: float = Field(0.0, ge=0, le=1, description="Share of non-JSON bodies.")
+    drift_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of revisions that drift (extra/removed/retyped field)."
+    )
+
+
+class LoadGenSettings(BaseModel):
+    """The load generator: synthetic change events straight to Kafka (``streamhouse loadgen``)."""
+
+    topic: str | None = Field(None, description="Topic to write; default: kafka.changes_topic.")
+    rate_per_s: float | None = Field(
+        10_000.0, gt=0, description="Target events per second over all processes; None = max."
+    )
+    processes: int = Field(1, ge=1, le=64, description="Producer processes.")
+    entities: int = Field(100_000, ge=1, description="Distinct entity ids (cardinality).")
+    duplicates: float = Field(0.0, ge=0, lt=1, description="Share of (id, version) sent twice.")
+    out_of_order: float = Field(
+        0.0, ge=0, lt=0.5, description="Share of versions sent after a newer one of the entity."
+    )
+    late: float = Field(0.0, ge=0, lt=1, description="Share of events with event time far behind.")
+    late_by_s: float = Field(3600.0, gt=5, description="How far behind a late event's time is.")
+    seed: int = Field(1, description="Seed of the generated stream (reproducible runs).")
+    source_name: str = Field("loadgen", description="Value of the events' `source` field.")
+    linger_ms: int = Field(20, ge=0, description="librdkafka linger.ms: wait to fill a batch.")
+    batch_size_bytes: int = Field(1_000_000, ge=1, description="librdkafka batch.size.")
+    batch_num_messages: int = Field(10_000, ge=1, description="librdkafka batch.num.messages.")
+    compression: str = Field("lz4", description="librdkafka compression.type: lz4, zstd, none.")
+    metrics_port: int = Field(9403, ge=0, le=65535, description="/metrics port; 0 = none.")
+    flush_timeout_s: float = Field(60.0, gt=0, description="Wait for acknowledgements at the end.")
 
 
 class Settings(BaseSettings):
@@ -142,6 +233,9 @@ class Settings(BaseSettings):
     lake_root: str | None = Field(
         None, description="Root of the Delta lake: a local path or s3a:// / abfss:// URI."
     )
+    checkpoint_root: str | None = Field(
+        None, description="Root of the streaming checkpoints (default: <lake_root>/_checkpoints)."
+    )
     jar_cache: Path = Field(
         Path.home() / ".cache" / "streamhouse" / "jars",
         description="Where connector and service jars are cached; kept by `stack down --purge`.",
@@ -151,6 +245,8 @@ class Settings(BaseSettings):
     spark: SparkSettings = SparkSettings()
     runtime: RuntimeSettings = RuntimeSettings()
     source: SourceSettings = SourceSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+    loadgen: LoadGenSettings = LoadGenSettings()
 
     @field_validator("state_dir")
     @classmethod
@@ -168,8 +264,9 @@ class Settings(BaseSettings):
         return self.jar_cache.expanduser().resolve()
 
     def checkpoint_dir(self, job: str, sink: str) -> str:
-        """One checkpoint per sink: ``{lake_root}/_checkpoints/<job>/<sink>``."""
-        return f"{self.lake_uri.rstrip('/')}/_checkpoints/{job}/{sink}"
+        """One checkpoint per sink: ``{checkpoint_root}/<job>/<sink>``."""
+        root = self.checkpoint_root or f"{self.lake_uri.rstrip('/')}/_checkpoints"
+        return f"{root.rstrip('/')}/{job}/{sink}"
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -39,7 +39,7 @@ PROMETHEUS_COMPOSE_CONFIG = REPO_ROOT / "monitoring" / "prometheus.compose.yml"
 GRAFANA_DIR = REPO_ROOT / "monitoring" / "grafana"
 
 # The project's own processes, which the embedded runtime starts next to its services.
-PROJECT_PROCESSES = ("simulator", "poller", "bronze-stream")
+PROJECT_PROCESSES = ("simulator", "poller", "streaming")
 
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
 ENV_DELIMITER = str(Settings.model_config.get("env_nested_delimiter", ""))
@@ -252,7 +252,7 @@ def test_prometheus_scrapes_the_project_processes_on_their_settings_ports() -> N
     }
     ports = ServicePorts()
     assert f"poller:{ports.poller_metrics}" in targets
-    assert f"bronze-stream:{ports.stream_metrics}" in targets
+    assert f"streaming:{ports.stream_metrics}" in targets
 
 
 def test_grafana_provisioning_points_at_compose_services(services: dict[str, Any]) -> None:

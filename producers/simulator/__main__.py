@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import random
 import signal
 import sys
 import threading
@@ -16,8 +17,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from producers.simulator.dynamics import ChangeMaker, ChangeShares
+from producers.simulator.faults import FaultSwitches
 from producers.simulator.server import start_simulator, stop_simulator
-from producers.simulator.store import EventStore
+from producers.simulator.store import EventStore, SimulatedClock, wall_clock_ms
 from streamhouse.settings import Settings
 
 
@@ -43,7 +46,9 @@ def _arguments(settings: Settings) -> argparse.Namespace:
 
 def main() -> int:
     """Run the simulator until interrupted; returns the process exit code."""
-    args = _arguments(Settings())
+    settings = Settings()
+    args = _arguments(settings)
+    dynamics = settings.simulator
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
@@ -57,7 +62,32 @@ def main() -> int:
         )
         return 2
     try:
-        server, thread = start_simulator(args.host, args.port, store)
+        clock = (
+            SimulatedClock(store.seed_time_ms) if store.seed_time_ms is not None else wall_clock_ms
+        )
+        rng = random.Random(dynamics.seed)
+        maker = ChangeMaker(
+            store,
+            clock,
+            rng=rng,
+            shares=ChangeShares(
+                new_event=dynamics.new_event_share,
+                revision=dynamics.revision_share,
+                deletion=dynamics.deletion_share,
+                drift=dynamics.drift_rate,
+            ),
+            min_version_age_ms=round(dynamics.min_version_age_s * 1000),
+        )
+        server, thread = start_simulator(
+            args.host,
+            args.port,
+            store,
+            clock=clock,
+            faults=FaultSwitches.from_settings(dynamics),
+            rng=rng,
+            maker=maker,
+            changes_per_s=dynamics.changes_per_s,
+        )
     except OSError as error:
         print(
             f"Cannot listen on {args.host}:{args.port} ({error}); choose another --port.",
@@ -73,7 +103,11 @@ def main() -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     now = datetime.fromtimestamp(server.clock() / 1000, tz=UTC).isoformat(timespec="seconds")
-    print(f"Serving {len(store)} events at {server.query_url} (simulated now: {now}).", flush=True)
+    print(
+        f"Serving {len(store)} events at {server.query_url} (simulated now: {now}, "
+        f"{dynamics.changes_per_s} changes/s).",
+        flush=True,
+    )
     while not stop.wait(0.5):  # a bounded wait keeps the main thread responsive to signals
         pass
     stop_simulator(server, thread)

@@ -2,20 +2,34 @@
 
 Only wiring: the request handler turns a GET into ``parse_query`` ->
 ``select_events`` -> ``page`` -> a rendered body, reading the ``EventStore``
-and the simulated clock held by the server. Fault switches (429, 5xx, slow or
-truncated responses) will hook in here, between parsing and rendering.
+and the simulated clock held by the server. Response faults (429 with
+Retry-After, 500, 503, slow, truncated or malformed bodies) are chosen per
+query response from the server's ``FaultSwitches``.
+
+Admin endpoints (loopback only, for tests and demos):
+``POST /admin/faults`` (JSON object of switches, answers the switches now),
+``POST /admin/dynamics`` (``{"changes_per_s": x}``), ``POST /admin/drift``
+(``{"kind": "new_field" | "removed_field" | "changed_type"}``, answers the
+drifted version), ``GET /admin/history`` (every version the store holds, the
+versions served in complete responses, the drifted ones).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import cast
+from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
+from producers.simulator.dynamics import ChangeMaker, Dynamics
+from producers.simulator.faults import MALFORMED_BODY, FaultSwitches, choose_fault, truncate
 from producers.simulator.query import (
     DEFAULT_MAX_EVENT_AGE_MS,
     DEFAULT_SERVICE_LIMIT,
@@ -25,12 +39,16 @@ from producers.simulator.query import (
     select_events,
 )
 from producers.simulator.render import query_metadata, render_error, render_feature_collection
-from producers.simulator.store import EventStore, SimulatedClock, wall_clock_ms
+from producers.simulator.store import EventStore, EventVersion, SimulatedClock, wall_clock_ms
 
 log = logging.getLogger(__name__)
 
 SERVICE_PATH = "/fdsnws/event/1"
 QUERY_PATH = f"{SERVICE_PATH}/query"
+ADMIN_FAULTS_PATH = "/admin/faults"
+ADMIN_DYNAMICS_PATH = "/admin/dynamics"
+ADMIN_DRIFT_PATH = "/admin/drift"
+ADMIN_HISTORY_PATH = "/admin/history"
 NOT_FOUND = 404
 
 
@@ -56,11 +74,41 @@ class SimulatorServer(ThreadingHTTPServer):
         *,
         clock: Callable[[], int],
         config: SimulatorConfig,
+        faults: FaultSwitches | None = None,
+        rng: random.Random | None = None,
     ) -> None:
         super().__init__(address, FdsnRequestHandler)
         self.store = store
         self.clock = clock
         self.config = config
+        self.faults = faults or FaultSwitches()
+        self.rng = rng or random.Random()
+        self.dynamics: Dynamics | None = None
+        self.fault_lock = threading.Lock()
+        #: (id, updated) of every feature sent in a complete 200 query response.
+        self.served: set[tuple[str, int]] = set()
+
+    def next_fault(self) -> str | None:
+        """The fault of the next query response (thread-safe)."""
+        with self.fault_lock:
+            fault, self.faults = choose_fault(self.faults, self.rng)
+            return fault
+
+    def history(self) -> dict[str, Any]:
+        """Every version the store holds, what was served, what drifted (JSON-ready)."""
+        versions = sorted(
+            [v.event_id, v.updated_ms]
+            for current in self.store.current()
+            for v in self.store.history(current.event_id)
+        )
+        with self.fault_lock:
+            served = sorted([key, updated] for key, updated in self.served)
+        drifted = {} if self.dynamics is None else dict(self.dynamics.maker.drifted)
+        return {
+            "versions": versions,
+            "served": served,
+            "drifted": sorted([key, updated, kind] for (key, updated), kind in drifted.items()),
+        }
 
     @property
     def base_url(self) -> str:
@@ -85,16 +133,84 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
         server = cast(SimulatorServer, self.server)
         now_ms = server.clock()
         parts = urlsplit(self.path)
+        if parts.path == ADMIN_HISTORY_PATH:
+            self._send(200, "application/json", json.dumps(server.history()))
+            return
+        fault = server.next_fault() if parts.path == QUERY_PATH else None
+        if fault in ("rate_limit", "unavailable", "server_error"):
+            self._send_fault(server, fault, now_ms)
+            return
+        if fault == "slow":
+            time.sleep(server.faults.slow_s)
         try:
             if parts.path != QUERY_PATH:
                 raise FdsnError(NOT_FOUND, f"No service at {parts.path}.")
-            body = self._query(server, parts.query, now_ms)
+            body, features = self._query(server, parts.query, now_ms)
         except FdsnError as error:
             self._send(error.status, "text/plain", self._error_body(server, error, now_ms))
             return
+        if fault == "truncate":
+            self._send_bytes(200, "application/json", truncate(body.encode("utf-8")))
+            return
+        if fault == "malformed":
+            self._send_bytes(200, "application/json", MALFORMED_BODY)
+            return
         self._send(200, "application/json", body)
+        with server.fault_lock:
+            server.served.update((v.event_id, v.updated_ms) for v in features)
 
-    def _query(self, server: SimulatorServer, query_string: str, now_ms: int) -> str:
+    def _send_fault(self, server: SimulatorServer, fault: str, now_ms: int) -> None:
+        status = {"rate_limit": 429, "unavailable": 503, "server_error": 500}[fault]
+        headers = {}
+        if status in (429, 503):
+            seconds = server.faults.retry_after_s
+            headers["Retry-After"] = (
+                formatdate(time.time() + seconds, usegmt=True)
+                if server.faults.retry_after_as_date
+                else str(seconds)
+            )
+        message = {429: "Too Many Requests.", 503: "Service Unavailable.", 500: "Server error."}
+        error = FdsnError(status, message[status])
+        self._send(status, "text/plain", self._error_body(server, error, now_ms), headers)
+
+    def do_POST(self) -> None:
+        """The admin endpoints: switch faults, set the change rate, drift a record."""
+        server = cast(SimulatorServer, self.server)
+        path = urlsplit(self.path).path
+        try:
+            length = int(self.headers.get("Content-Length", "0"))
+            request = json.loads(self.rfile.read(length) or b"{}")
+            if not isinstance(request, dict):
+                raise ValueError("the body must be a JSON object")
+            answer = self._admin(server, path, request)
+        except (ValueError, KeyError) as error:
+            self._send(400, "application/json", json.dumps({"error": str(error)}))
+            return
+        if answer is None:
+            self._send(404, "application/json", json.dumps({"error": f"no endpoint {path}"}))
+            return
+        self._send(200, "application/json", json.dumps(answer))
+
+    def _admin(
+        self, server: SimulatorServer, path: str, request: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        if path == ADMIN_FAULTS_PATH:
+            with server.fault_lock:
+                server.faults = server.faults.updated(request)
+                return server.faults.as_json()
+        if server.dynamics is None and path in (ADMIN_DYNAMICS_PATH, ADMIN_DRIFT_PATH):
+            raise ValueError("the simulator runs without dynamics")
+        if path == ADMIN_DYNAMICS_PATH and server.dynamics is not None:
+            server.dynamics.changes_per_s = float(request["changes_per_s"])
+            return {"changes_per_s": server.dynamics.changes_per_s}
+        if path == ADMIN_DRIFT_PATH and server.dynamics is not None:
+            version = server.dynamics.maker.drift(str(request["kind"]))
+            return {"id": version.event_id, "updated": version.updated_ms}
+        return None
+
+    def _query(
+        self, server: SimulatorServer, query_string: str, now_ms: int
+    ) -> tuple[str, list[EventVersion]]:
         config = server.config
         query = parse_query(
             parse_qsl(query_string, keep_blank_values=True), service_limit=config.service_limit
@@ -105,7 +221,8 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
             now_ms=now_ms,
             max_event_age_ms=config.max_event_age_ms,
         )
-        features = [v.feature for v in page(selected, query, service_limit=config.service_limit)]
+        served = page(selected, query, service_limit=config.service_limit)
+        features = [v.feature for v in served]
         metadata = query_metadata(
             # The service stamps responses with its clock in whole seconds.
             generated_ms=now_ms - now_ms % 1000,
@@ -115,7 +232,7 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
             limit=query.limit,
             offset=query.offset,
         )
-        return render_feature_collection(features, metadata)
+        return render_feature_collection(features, metadata), served
 
     def _error_body(self, server: SimulatorServer, error: FdsnError, now_ms: int) -> str:
         return render_error(
@@ -127,13 +244,33 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
             version=server.config.api_version,
         )
 
-    def _send(self, status: int, content_type: str, body: str) -> None:
-        payload = body.encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+    def _send(
+        self,
+        status: int,
+        content_type: str,
+        body: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self._send_bytes(status, content_type, body.encode("utf-8"), headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        content_type: str,
+        payload: bytes,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(payload)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (a read timeout against a slow response).
+            log.debug("client closed the connection before the response was sent")
 
     def log_message(self, format: str, *args: object) -> None:
         """Request log lines go to ``logging`` (debug), not to stderr."""
@@ -148,6 +285,10 @@ def start_simulator(
     clock: Callable[[], int] | None = None,
     config: SimulatorConfig | None = None,
     poll_interval_s: float = 0.05,
+    faults: FaultSwitches | None = None,
+    rng: random.Random | None = None,
+    maker: ChangeMaker | None = None,
+    changes_per_s: float = 0.0,
 ) -> tuple[SimulatorServer, threading.Thread]:
     """Serve ``store`` on ``host``:``port`` (0 = any free port) from a daemon thread.
 
@@ -155,13 +296,19 @@ def start_simulator(
     store's seed time (when its data were current) and runs at wall speed.
     Stop with ``stop_simulator``, which takes up to ``poll_interval_s`` (how
     often the serving loop checks for shutdown). The bound address is
-    ``server.base_url``.
+    ``server.base_url``. ``faults`` are the response fault switches;
+    ``maker`` (a ``ChangeMaker`` on the same store) enables the dynamics thread
+    at ``changes_per_s`` (changeable at runtime through ``/admin/dynamics``).
     """
     if clock is None:
         clock = (
             SimulatedClock(store.seed_time_ms) if store.seed_time_ms is not None else wall_clock_ms
         )
-    server = SimulatorServer((host, port), store, clock=clock, config=config or SimulatorConfig())
+    server = SimulatorServer(
+        (host, port), store, clock=clock, config=config or SimulatorConfig(), faults=faults, rng=rng
+    )
+    if maker is not None:
+        server.dynamics = Dynamics(maker, changes_per_s).start()
     thread = threading.Thread(
         target=server.serve_forever,
         kwargs={"poll_interval": poll_interval_s},
@@ -175,7 +322,9 @@ def start_simulator(
 def stop_simulator(
     server: SimulatorServer, thread: threading.Thread, timeout_s: float = 5.0
 ) -> None:
-    """Stop serving, close the socket and wait for the serving thread."""
+    """Stop serving (and changing the data), close the socket and wait for the serving thread."""
+    if server.dynamics is not None:
+        server.dynamics.stop(timeout_s)
     server.shutdown()
     server.server_close()
     thread.join(timeout_s)

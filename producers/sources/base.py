@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from producers.cursor import Cursor, Version
-from producers.errors import RecordError, SourceError
+from producers.errors import PageError, RecordError, SourceError
 
 #: Parsed JSON body of one response.
 JsonObject = Mapping[str, Any]
@@ -62,15 +62,24 @@ class HttpSource:
     snapshot_time_path: str | None = None
     cursor_resolution_ms: int = 1
     cursor_lookback_ms: int = 0
+    #: The keys each object of a record has, by dotted path ("" = the record itself).
+    #: A key outside these, or one missing, is schema drift: the record is
+    #: dead-lettered instead of being mapped with the difference silently dropped.
+    known_fields: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FetchResult:
-    """Records of all pages of one poll, with the source's time of the first page."""
+    """Records of the pages of one poll, with the source's time of the first page.
+
+    ``page_error`` is set when a page arrived unreadable: ``records`` then
+    holds the pages before it, and the poll is partial.
+    """
 
     records: list[JsonObject]
     pages: int
     snapshot_ms: int | None
+    page_error: PageError | None = None
 
 
 def get_path(document: Any, path: str) -> Any:
@@ -122,12 +131,18 @@ def fetch_all(source: HttpSource, cursor: Cursor, fetch_page: FetchPage) -> Fetc
     """Read every page changed since ``cursor``; a short page is the last one.
 
     The source's own time of the first page (``snapshot_time_path``) is kept
-    as the high-water mark the cursor may advance to.
+    as the high-water mark the cursor may advance to. A page that arrives
+    unreadable (``PageError``) ends the poll early with what was read before it.
     """
     records: list[JsonObject] = []
     snapshot_ms: int | None = None
     for page_index in range(source.paging.max_pages):
-        body = fetch_page(page_params(source, cursor, page_index))
+        try:
+            body = fetch_page(page_params(source, cursor, page_index))
+        except PageError as error:
+            return FetchResult(
+                records=records, pages=page_index, snapshot_ms=snapshot_ms, page_error=error
+            )
         if page_index == 0 and source.snapshot_time_path is not None:
             snapshot = get_path(body, source.snapshot_time_path)
             is_ms = isinstance(snapshot, int) and not isinstance(snapshot, bool)
@@ -137,3 +152,23 @@ def fetch_all(source: HttpSource, cursor: Cursor, fetch_page: FetchPage) -> Fetc
         if len(page) < source.paging.page_size:
             return FetchResult(records=records, pages=page_index + 1, snapshot_ms=snapshot_ms)
     raise SourceError(f"paging did not end after {source.paging.max_pages} pages", url=source.url)
+
+
+def field_drift(source: HttpSource, record: Any) -> str | None:
+    """Why ``record``'s shape differs from ``source.known_fields``, or None when it does not.
+
+    Names the first unexpected or missing key by its dotted path. A value of
+    the wrong type is left to the mapping, which knows the types.
+    """
+    for path, expected in source.known_fields.items():
+        value = record if path == "" else get_path(record, path)
+        if not isinstance(value, Mapping):
+            continue  # a missing or non-object parent is the mapping's to report
+        prefix = f"{path}." if path else ""
+        extra = sorted(set(value) - expected)
+        if extra:
+            return f"unexpected field {prefix}{extra[0]} (schema drift)"
+        missing = sorted(expected - set(value))
+        if missing:
+            return f"field {prefix}{missing[0]} is missing (schema drift)"
+    return None

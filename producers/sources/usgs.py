@@ -31,6 +31,18 @@ CURSOR_RESOLUTION_MS = 1000
 #: Avro schema of the change events, a file under ``schemas/``.
 VALUE_SCHEMA = "quake_change.avsc"
 STATIC_PARAMS = {"format": "geojson", "orderby": "time-asc", "includedeleted": "true"}
+#: Keys of a GeoJSON feature of the summary format (tests/data/usgs/README.md):
+#: the service always writes every property, null when unknown, so a key that
+#: appears or disappears is a change of contract, not a missing value.
+FEATURE_FIELDS = frozenset({"type", "properties", "geometry", "id"})
+PROPERTY_FIELDS = frozenset(
+    {
+        "mag", "place", "time", "updated", "tz", "url", "detail", "felt", "cdi", "mmi", "alert",
+        "status", "tsunami", "sig", "net", "code", "ids", "sources", "types", "nst", "dmin",
+        "rms", "gap", "magType", "type", "title",
+    }
+)  # fmt: skip
+GEOMETRY_FIELDS = frozenset({"type", "coordinates"})
 
 
 def format_updatedafter(epoch_ms: int) -> str:
@@ -53,6 +65,12 @@ def usgs_earthquakes(settings: SourceSettings) -> HttpSource:
         paging=OffsetPaging(page_size=min(settings.page_size, SERVICE_LIMIT)),
         format_cursor=format_updatedafter,
         cursor_resolution_ms=CURSOR_RESOLUTION_MS,
+        cursor_lookback_ms=round(settings.lookback_s * 1000),
+        known_fields={
+            "": FEATURE_FIELDS,
+            "properties": PROPERTY_FIELDS,
+            "geometry": GEOMETRY_FIELDS,
+        },
         map_record=feature_to_quake_change,
         value_schema=VALUE_SCHEMA,
     )

@@ -24,7 +24,7 @@ from streamhouse.runtime.process import ServicePaths, port_in_use
 from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
 
 INFRA_SERVICES = ("kafka", "registry", "prometheus")
-PLATFORM_SERVICES = ("simulator", "poller", "bronze-stream")
+PLATFORM_SERVICES = ("simulator", "poller", "streaming")
 SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES
 
 MONITORING_DIR = PROJECT_ROOT / "monitoring"
@@ -32,7 +32,11 @@ MONITORING_DIR = PROJECT_ROOT / "monitoring"
 
 @dataclass
 class ServiceSpec:
-    """How to run and probe one service. ``prepare`` returns the command to run."""
+    """How to run and probe one service.
+
+    ``resolve`` fetches what the service runs from (jars) and nothing else;
+    ``prepare`` writes its configuration and returns the command to run.
+    """
 
     name: str
     port: int
@@ -40,6 +44,7 @@ class ServiceSpec:
     prepare: Callable[[ServicePaths], list[str]]
     ready: Callable[[], bool]
     after_ready: Callable[[], None] = lambda: None
+    resolve: Callable[[], object] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
 
@@ -110,9 +115,8 @@ _KAFKA_LOG4J2 = """Configuration:
 def _kafka(settings: Settings) -> ServiceSpec:
     rt = settings.runtime
 
-    def prepare(paths: ServicePaths) -> list[str]:
-        java = check_java(rt.java_home, rt.min_java_version)
-        jars = resolve_bundle(
+    def resolve() -> Path:
+        return resolve_bundle(
             settings.jars_dir,
             f"kafka-{rt.kafka_version}",
             [
@@ -122,6 +126,10 @@ def _kafka(settings: Settings) -> ServiceSpec:
             ],
             rt.maven_cmd,
         )
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        java = check_java(rt.java_home, rt.min_java_version)
+        jars = resolve()
         config = paths.root / "server.properties"
         config.write_text(kafka_server_properties(settings, paths.data))
         (paths.root / "log4j2.yaml").write_text(_KAFKA_LOG4J2)
@@ -154,7 +162,7 @@ def _kafka(settings: Settings) -> ServiceSpec:
     def after_ready() -> None:
         ensure_topics(settings)
 
-    return ServiceSpec("kafka", rt.ports.kafka, (), prepare, ready, after_ready)
+    return ServiceSpec("kafka", rt.ports.kafka, (), prepare, ready, after_ready, resolve)
 
 
 def ensure_topics(settings: Settings) -> None:
@@ -163,12 +171,22 @@ def ensure_topics(settings: Settings) -> None:
 
     admin = AdminClient(settings.kafka.client_config())
     existing = set(admin.list_topics(timeout=10).topics)
-    wanted = [settings.kafka.changes_topic, settings.kafka.dead_letter_topic]
-    new = [
-        NewTopic(name, num_partitions=settings.kafka.topic_partitions, replication_factor=1)
-        for name in wanted
-        if name not in existing
+    kafka = settings.kafka
+    wanted = [
+        NewTopic(name, num_partitions=kafka.topic_partitions, replication_factor=1)
+        for name in (kafka.changes_topic, kafka.dead_letter_topic)
     ]
+    # One record per source, the newest wins: compaction keeps the topic small
+    # forever, one partition keeps a source's cursor history in order.
+    wanted.append(
+        NewTopic(
+            kafka.cursor_topic,
+            num_partitions=1,
+            replication_factor=1,
+            config={"cleanup.policy": "compact"},
+        )
+    )
+    new = [topic for topic in wanted if topic.topic not in existing]
     for name, future in admin.create_topics(new).items() if new else ():
         try:
             future.result(timeout=30)
@@ -199,9 +217,8 @@ def _registry(settings: Settings) -> ServiceSpec:
     rt = settings.runtime
     base = f"http://{rt.host}:{rt.ports.registry}"
 
-    def prepare(paths: ServicePaths) -> list[str]:
-        java = check_java(rt.java_home, rt.min_java_version)
-        bundle = resolve_bundle(
+    def resolve() -> Path:
+        return resolve_bundle(
             settings.jars_dir,
             f"apicurio-registry-{rt.registry_version}",
             [
@@ -211,6 +228,10 @@ def _registry(settings: Settings) -> ServiceSpec:
             ],
             rt.maven_cmd,
         )
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        java = check_java(rt.java_home, rt.min_java_version)
+        bundle = resolve()
         runner = _find_registry_runner(bundle)
         return [
             java,
@@ -241,7 +262,9 @@ def _registry(settings: Settings) -> ServiceSpec:
         )
         response.raise_for_status()
 
-    return ServiceSpec("registry", rt.ports.registry, ("kafka",), prepare, ready, after_ready)
+    return ServiceSpec(
+        "registry", rt.ports.registry, ("kafka",), prepare, ready, after_ready, resolve
+    )
 
 
 def _find_registry_runner(bundle: Path) -> Path:
@@ -259,7 +282,7 @@ def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
     return {
         "prometheus": [f"{rt.host}:{rt.ports.prometheus}"],
         "poller": [f"{rt.host}:{rt.ports.poller_metrics}"],
-        "bronze-stream": [f"{rt.host}:{rt.ports.stream_metrics}"],
+        "streaming": [f"{rt.host}:{rt.ports.stream_metrics}"],
     }
 
 
@@ -353,10 +376,10 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
         ),
         _python_service(
             settings,
-            "bronze-stream",
+            "streaming",
             ports.stream_metrics,
             ("kafka", "registry"),
-            ["streamhouse.cli", "stream", "bronze"],
+            ["streamhouse.cli", "stream", "run"],
         ),
     ]
     return {spec.name: spec for spec in specs}

@@ -55,6 +55,7 @@ def test_messages_written_before_a_registry_restart_still_decode(running_stack: 
             **running_stack.kafka.client_config(),
             "group.id": f"g-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
         }
     )
     consumer.subscribe([topic])

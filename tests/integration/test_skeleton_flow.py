@@ -130,7 +130,13 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
 def _first_message_value(settings: Settings) -> bytes:
     from confluent_kafka import Consumer, TopicPartition
 
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"g-{uuid.uuid4().hex}"})
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"g-{uuid.uuid4().hex}",
+            "isolation.level": "read_committed",
+        }
+    )
     try:
         consumer.assign([TopicPartition(settings.kafka.changes_topic, 0, 0)])
         deadline = time.monotonic() + 30
@@ -146,7 +152,7 @@ def _first_message_value(settings: Settings) -> bytes:
 def test_prometheus_scrapes_the_platform_processes(running_stack: Settings) -> None:
     rt = running_stack.runtime
     url = f"http://{rt.host}:{rt.ports.prometheus}/api/v1/targets"
-    wanted = {"prometheus", "poller", "bronze-stream"}
+    wanted = {"prometheus", "poller", "streaming"}
     health: dict[str, str] = {}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -34,7 +34,7 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("prometheus", ports.prometheus),
         ("simulator", running_stack.source.simulator_port),
         ("poller", ports.poller_metrics),
-        ("bronze-stream", ports.stream_metrics),
+        ("streaming", ports.stream_metrics),
     ]:
         assert f"{name} " in output and f" {port} " in output, output
     assert output.count("ready") == 6, output
@@ -144,6 +144,15 @@ def test_maven_resolution_failure_names_the_log(tmp_path: Path) -> None:
     assert code == 1
     assert "Maven could not resolve the kafka-" in output
     assert "check the network reaches Maven Central" in output
+
+
+def test_jars_resolves_without_touching_the_state_dir(tmp_path: Path) -> None:
+    """`make install` runs `streamhouse jars` on a fresh checkout, before any state exists."""
+    settings = make_settings(tmp_path / "fresh-state")
+    code, output = invoke(settings, "jars")
+    assert code == 0, output
+    assert "kafka: jars ready" in output and "registry: jars ready" in output
+    assert not (tmp_path / "fresh-state" / "kafka").exists()
 
 
 def test_bad_setting_is_one_sentence() -> None:

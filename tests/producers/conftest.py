@@ -30,13 +30,25 @@ from producers.serialization import (
 from streamhouse.settings import RegistrySettings
 
 TOPIC = "test.quake_changes"
+DLQ_TOPIC = "test.quake_changes.dlq"
+CURSOR_TOPIC = "test.cursors"
 
 
 class FakeMessage:
     """What a delivery callback reads of a message."""
 
-    def __init__(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+    def __init__(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         self._topic, self._key, self._value = topic, key, value
+        self._headers = headers
+
+    def headers(self) -> list[tuple[str, bytes]] | None:
+        return self._headers
 
     def topic(self) -> str:
         return self._topic
@@ -68,11 +80,12 @@ class FakeProducer:
         key: bytes | None = None,
         *,
         on_delivery: Callable[..., None] | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         if self.queue_limit is not None and len(self.pending) >= self.queue_limit:
             self.buffer_errors += 1
             raise BufferError("Local: Queue full")
-        self.pending.append((FakeMessage(topic, key, value), on_delivery))
+        self.pending.append((FakeMessage(topic, key, value, headers), on_delivery))
 
     def poll(self, timeout: float = -1) -> int:
         self.poll_calls += 1
@@ -103,6 +116,8 @@ def _make_publisher(producer: FakeProducer, topic: str = TOPIC) -> tuple[ChangeP
         topic,
         value_serializer=make_value_serializer(registry, schema),
         key_serializer=make_key_serializer(),
+        dead_letter_topic=DLQ_TOPIC,
+        cursor_topic=CURSOR_TOPIC,
     )
     return publisher, registry
 

@@ -13,7 +13,12 @@ import pytest
 from fastavro.validation import validate
 
 from producers.errors import RecordError
-from producers.mapping import QUAKE_FIELD_ORDER, QUAKE_PROPERTIES, feature_to_quake_change
+from producers.mapping import (
+    QUAKE_FIELD_ORDER,
+    QUAKE_PROPERTIES,
+    derive_region,
+    feature_to_quake_change,
+)
 from streamhouse.settings import PROJECT_ROOT
 
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
@@ -120,6 +125,8 @@ def test_first_feature_of_the_day_feed_field_by_field() -> None:
     assert record["quake"]["depth_km"] == 3.22
     assert record["quake"]["felt"] is None
     assert record["quake"]["title"] == "M 1.0 - 8km NE of Aguanga, CA"
+    assert record["quake"]["place"] == "8km NE of Aguanga, CA"
+    assert record["quake"]["region"] == "CA"
 
 
 def test_rename_table_agrees_with_the_schema(schema_json: dict[str, Any]) -> None:
@@ -139,7 +146,8 @@ def test_rename_table_agrees_with_the_schema(schema_json: dict[str, Any]) -> Non
     schema_types = {f["name"]: f["type"] for f in quake_fields}
     for avro_name, _, kind in QUAKE_PROPERTIES:
         assert schema_types[avro_name] == ["null", kind], avro_name
-    mapped = {name for name, _, _ in QUAKE_PROPERTIES} | {"longitude", "latitude", "depth_km"}
+    derived = {"longitude", "latitude", "depth_km", "region"}
+    mapped = {name for name, _, _ in QUAKE_PROPERTIES} | derived
     assert mapped == set(QUAKE_FIELD_ORDER)
 
 
@@ -168,6 +176,34 @@ def test_missing_optional_properties_become_null(parsed_schema: Any) -> None:
     assert record["quake"]["mag"] is None
     assert record["quake"]["tz_offset_min"] is None
     assert record["quake"]["depth_km"] is None
+    assert validate(record, parsed_schema, raise_errors=True)
+
+
+@pytest.mark.parametrize(
+    ("place", "region"),
+    [
+        ("8km NE of Aguanga, CA", "CA"),
+        ("26 km S of Redoubt Volcano, Alaska", "Alaska"),
+        ("5 km W of Cobb, California, USA", "USA"),
+        ("South of the Fiji Islands", "the Fiji Islands"),
+        ("Off the coast of Central America of somewhere", "somewhere"),
+        ("Fiji region", "Fiji region"),
+        ("Kermadec Islands, ", "Kermadec Islands, "),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_region_is_derived_from_place(place: str | None, region: str | None) -> None:
+    assert derive_region(place) == region
+
+
+def test_region_follows_the_place_of_the_feature(parsed_schema: Any) -> None:
+    feature = _sample_feature()
+    feature["properties"]["place"] = "South of the Fiji Islands"
+    assert feature_to_quake_change(feature, **CONTEXT)["quake"]["region"] == "the Fiji Islands"
+    del feature["properties"]["place"]
+    record = feature_to_quake_change(feature, **CONTEXT)
+    assert record["quake"]["region"] is None
     assert validate(record, parsed_schema, raise_errors=True)
 
 

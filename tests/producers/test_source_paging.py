@@ -28,7 +28,10 @@ UPDATED_MS = 1550360993593
 
 @pytest.fixture
 def source() -> Any:
-    return usgs_earthquakes(SourceSettings(base_url="http://127.0.0.1:1/q", page_size=3))
+    # No overlap window here: these tests are about whole-second flooring and paging.
+    return usgs_earthquakes(
+        SourceSettings(base_url="http://127.0.0.1:1/q", page_size=3, lookback_s=0)
+    )
 
 
 def feature(entity_id: str, updated_ms: int) -> dict[str, Any]:

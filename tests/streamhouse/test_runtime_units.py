@@ -127,3 +127,12 @@ def test_port_in_use_detection() -> None:
         assert process.port_in_use("127.0.0.1", port)
     time.sleep(0.05)
     assert not process.port_in_use("127.0.0.1", port)
+
+
+def test_one_checkpoint_per_sink_under_a_configurable_root() -> None:
+    settings = Settings(lake_root="s3a://lake/sh")
+    assert settings.checkpoint_dir("bronze", "quake_changes") == (
+        "s3a://lake/sh/_checkpoints/bronze/quake_changes"
+    )
+    moved = Settings(lake_root="s3a://lake/sh", checkpoint_root="s3a://cp/")
+    assert moved.checkpoint_dir("aggregates", "w1m") == "s3a://cp/aggregates/w1m"

@@ -1,0 +1,210 @@
+"""Batch is a replay of the stream: the same transforms over a range, written idempotently.
+
+Two sources of a replay:
+- a Kafka range, by offsets (``{"topic": {"0": 10, ...}}`` JSON, as Spark's Kafka
+  source takes them) or by timestamps: the records are decoded by the ingest
+  job's own ``ChangeBatchWriter.decode``;
+- a bronze range, by ingestion time: the rows bronze already holds.
+
+From the replayed change events the derived tables are recomputed with the
+live stream's functions (``transforms.latest_per_entity``,
+``transforms.window_aggregates``), excluding the events the live stream
+recorded as late, so a replay gives exactly the live rows. Each table is
+written with ``replaceWhere`` on the range it covers, so running a replay
+twice changes nothing. Targets are side tables (``<layer>_replay``) by
+default, or the live tables.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F  # noqa: N812
+
+from lake.tables import (
+    BRONZE_QUAKE_CHANGES,
+    SILVER_QUAKES,
+    Table,
+)
+from spark_jobs import transforms
+from spark_jobs.aggregates_stream import WINDOWS, WindowSpec
+from spark_jobs.bronze_stream import ChangeBatchWriter, kafka_reader_options
+from spark_jobs.delta_io import ensure_table, merge_upsert
+from streamhouse.errors import UserFacingError
+from streamhouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass(frozen=True)
+class KafkaRange:
+    """A range of the change topic: offsets (JSON) or epoch-ms timestamps, end exclusive."""
+
+    starting_offsets: str | None = None
+    ending_offsets: str | None = None
+    starting_timestamp_ms: int | None = None
+    ending_timestamp_ms: int | None = None
+
+    def options(self) -> dict[str, str]:
+        """Spark Kafka source options selecting the range."""
+        options: dict[str, str] = {}
+        if self.starting_offsets:
+            options["startingOffsets"] = _check_offsets(self.starting_offsets)
+        elif self.starting_timestamp_ms is not None:
+            options["startingTimestamp"] = str(self.starting_timestamp_ms)
+        else:
+            options["startingOffsets"] = "earliest"
+        if self.ending_offsets:
+            options["endingOffsets"] = _check_offsets(self.ending_offsets)
+        elif self.ending_timestamp_ms is not None:
+            options["endingTimestamp"] = str(self.ending_timestamp_ms)
+        else:
+            options["endingOffsets"] = "latest"
+        return options
+
+
+def _check_offsets(text: str) -> str:
+    if text in ("earliest", "latest"):
+        return text
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = None
+    if not isinstance(parsed, dict):
+        raise UserFacingError(
+            f"Offsets {text!r} are not valid: give earliest, latest or JSON like "
+            '\'{"usgs.quake_changes": {"0": 0, "1": 0}}\'.'
+        )
+    return text
+
+
+def replay_table(table: Table) -> Table:
+    """The side table a replay writes instead of ``table``."""
+    return Table(table.name, f"{table.layer}_replay", table.partition_by, table.description)
+
+
+def read_kafka_range(spark: SparkSession, settings: Settings, span: KafkaRange) -> DataFrame:
+    """The Kafka records of ``span`` (read_committed), as the stream would see them."""
+    options = kafka_reader_options(settings)
+    for streaming_only in ("startingOffsets", "maxOffsetsPerTrigger", "failOnDataLoss"):
+        options.pop(streaming_only, None)
+    options.update(span.options())
+    return spark.read.format("kafka").options(**options).load()
+
+
+def _coordinates_predicate(bronze_rows: DataFrame) -> str:
+    """A SQL predicate selecting exactly the Kafka positions present in ``bronze_rows``."""
+    bounds = (
+        bronze_rows.groupBy("kafka_topic", "kafka_partition")
+        .agg(F.min("kafka_offset").alias("lo"), F.max("kafka_offset").alias("hi"))
+        .collect()
+    )
+    if not bounds:
+        return "false"
+    return " OR ".join(
+        f"(kafka_topic = '{b.kafka_topic}' AND kafka_partition = {b.kafka_partition} "
+        f"AND kafka_offset BETWEEN {b.lo} AND {b.hi})"
+        for b in bounds
+    )
+
+
+def _replace(rows: DataFrame, table: Table, path: str, predicate: str) -> None:
+    ensure_table(rows.sparkSession, table, path, rows)
+    writer = rows.write.format("delta").mode("overwrite").option("replaceWhere", predicate)
+    writer.save(path)
+
+
+def derived_windows(bronze_rows: DataFrame, spec: WindowSpec) -> DataFrame:
+    """The window rows the live aggregates hold for ``bronze_rows``, recomputed in batch."""
+    # The live query keeps the first copy of a version: copies are equal but for
+    # produced_at_ms, which only the latency column depends on.
+    first_copy = transforms.on_time(bronze_rows).dropDuplicates(["entity_id", "updated_ms"])
+    return transforms.window_aggregates(
+        transforms.with_event_time(first_copy), spec.duration, spec.slide
+    )
+
+
+def replay(
+    spark: SparkSession,
+    settings: Settings,
+    bronze_rows: DataFrame,
+    *,
+    to_live: bool = False,
+) -> dict[str, int]:
+    """Recompute silver and the windows from ``bronze_rows`` into side (or live) tables."""
+    counts: dict[str, int] = {}
+    silver_table = SILVER_QUAKES if to_live else replay_table(SILVER_QUAKES)
+    silver = transforms.latest_per_entity(bronze_rows)
+    merge_upsert(
+        spark,
+        silver,
+        silver_table,
+        silver_table.path(settings.lake_uri),
+        ("entity_id",),
+        update_condition=transforms.SILVER_UPDATE_CONDITION,
+    )
+    counts["silver"] = int(silver.count())
+    for spec in WINDOWS:
+        table = spec.table if to_live else replay_table(spec.table)
+        windows = derived_windows(bronze_rows, spec).persist()
+        span = windows.agg(F.min("window_start"), F.max("window_end")).first()
+        if span is not None and span[0] is not None:
+            predicate = f"window_start >= '{_ts(span[0])}' AND window_end <= '{_ts(span[1])}'"
+            _replace(windows, table, table.path(settings.lake_uri), predicate)
+        counts[spec.table.name] = int(windows.count())
+        windows.unpersist()
+    return counts
+
+
+def _ts(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def replay_kafka(
+    spark: SparkSession, settings: Settings, span: KafkaRange, *, to_live: bool = False
+) -> dict[str, int]:
+    """Replay a Kafka range: decode, write bronze (replaceWhere on the positions), derive."""
+    records = read_kafka_range(spark, settings, span).persist()
+    writer = ChangeBatchWriter(settings)
+    bronze_rows, quarantine_rows = writer.decode(records)
+    bronze_rows = bronze_rows.persist()
+    bronze_table = BRONZE_QUAKE_CHANGES if to_live else replay_table(BRONZE_QUAKE_CHANGES)
+    counts = {"records": int(records.count()), "bronze": int(bronze_rows.count())}
+    counts["quarantined"] = int(quarantine_rows.count())
+    if counts["bronze"]:
+        _replace(
+            bronze_rows,
+            bronze_table,
+            bronze_table.path(settings.lake_uri),
+            _coordinates_predicate(bronze_rows),
+        )
+        counts.update(replay(spark, settings, bronze_rows, to_live=to_live))
+    bronze_rows.unpersist()
+    records.unpersist()
+    return counts
+
+
+def replay_bronze(
+    spark: SparkSession,
+    settings: Settings,
+    ingested_from: datetime | None,
+    ingested_to: datetime | None,
+    *,
+    to_live: bool = False,
+) -> dict[str, int]:
+    """Replay bronze rows ingested in [from, to): recompute silver and the windows."""
+    bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
+    if ingested_from is not None:
+        bronze = bronze.where(F.col("ingested_at") >= F.lit(ingested_from))
+    if ingested_to is not None:
+        bronze = bronze.where(F.col("ingested_at") < F.lit(ingested_to))
+    bronze = bronze.persist()
+    counts = {"bronze": int(bronze.count())}
+    if counts["bronze"]:
+        counts.update(replay(spark, settings, bronze, to_live=to_live))
+    bronze.unpersist()
+    return counts

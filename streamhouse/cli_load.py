@@ -1,0 +1,390 @@
+"""``streamhouse loadgen`` and ``streamhouse bench loadgen``: synthetic load straight to Kafka.
+
+Settings come from ``settings.loadgen`` (``STREAMHOUSE_LOADGEN__*``); the
+options override them for one run.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from streamhouse.errors import UserFacingError
+from streamhouse.settings import PROJECT_ROOT, Settings
+
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
+bench_app = typer.Typer(help="Benchmarks (not tests): print and save measured figures.")
+app.add_typer(bench_app, name="bench")
+
+console = Console(stderr=True, soft_wrap=True)
+out = Console()
+
+DEFAULT_BENCH_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "loadgen.json"
+
+
+def _kafka_reachable(settings: Settings) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        AdminClient(settings.kafka.client_config()).list_topics(timeout=10)
+    except Exception:
+        raise UserFacingError(
+            f"Kafka is not reachable at {settings.kafka.bootstrap_servers}: start it with "
+            "`streamhouse stack up kafka registry` or set STREAMHOUSE_KAFKA__BOOTSTRAP_SERVERS."
+        ) from None
+
+
+def _prepare(settings: Settings, topic: str) -> tuple[str, int]:
+    from producers.loadgen.runner import ensure_topic, register_schema
+
+    _kafka_reachable(settings)
+    if ensure_topic(settings.kafka, topic):
+        console.print(f"[cyan]•[/] created topic {topic}")
+    try:
+        return register_schema(settings.registry.url, settings.registry.compatibility, topic)
+    except Exception as error:
+        raise UserFacingError(
+            f"cannot register quake_change.avsc under {topic}-value with the schema registry at "
+            f"{settings.registry.url} ({error}): start it with `streamhouse stack up registry` "
+            "or set STREAMHOUSE_REGISTRY__URL."
+        ) from None
+
+
+def _plan(settings: Settings, **overrides: Any) -> Any:
+    """A LoadPlan from settings.loadgen with ``overrides`` (None = keep the setting)."""
+    from producers.loadgen.generator import LoadProfile
+    from producers.loadgen.runner import LoadPlan, new_run_id, producer_config
+
+    load = settings.loadgen.model_copy(
+        update={
+            k: v
+            for k, v in overrides.items()
+            if v is not None and k in type(settings.loadgen).model_fields
+        }
+    )
+    topic = load.topic or settings.kafka.changes_topic
+    try:
+        profile = LoadProfile(
+            entities=load.entities,
+            duplicates=load.duplicates,
+            out_of_order=load.out_of_order,
+            late=load.late,
+            late_by_ms=int(load.late_by_s * 1000),
+        )
+    except ValueError as error:
+        raise UserFacingError(f"{error}: change the shares or the entity count.") from None
+    schema_str, schema_id = _prepare(settings, topic)
+    return LoadPlan(
+        topic=topic,
+        schema_str=schema_str,
+        schema_id=schema_id,
+        producer_config=producer_config(
+            settings.kafka, load, client_id=f"streamhouse-loadgen-{socket.gethostname()}"
+        ),
+        profile=profile,
+        processes=load.processes,
+        rate_per_s=None if overrides.get("max_speed") else load.rate_per_s,
+        events=overrides.get("events"),
+        duration_s=overrides.get("duration_s"),
+        seed=load.seed,
+        source_name=load.source_name,
+        run_id=new_run_id(),
+        flush_timeout_s=load.flush_timeout_s,
+    )
+
+
+def _summary_table(totals: Any, plan: Any) -> Table:
+    from producers.loadgen.generator import EventKind
+
+    table = Table("", "value", title=f"loadgen {plan.run_id} -> {plan.topic}")
+    rows = [
+        ("processes", str(plan.processes)),
+        ("sent", f"{totals.sent:,}"),
+        ("acknowledged", f"{totals.acked:,}"),
+        ("failed", f"{totals.failed:,}"),
+        ("elapsed", f"{totals.elapsed_s:.2f} s"),
+        ("achieved rate (acked)", f"{totals.acked_per_s:,.0f} events/s"),
+        ("target rate", "max" if plan.rate_per_s is None else f"{plan.rate_per_s:,.0f} events/s"),
+    ]
+    for kind in EventKind:
+        rows.append((f"  {kind.name.lower()}", f"{totals.by_kind[kind]:,}"))
+    for quantile in (0.5, 0.95, 0.99):
+        bound = totals.latency_quantile_s(quantile)
+        text = "-" if bound is None else f"<= {bound * 1000:g} ms"
+        rows.append((f"produce latency p{int(quantile * 100)}", text))
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _run(settings: Settings, plan: Any, *, serve_metrics: bool, show: bool) -> Any:
+    """Run ``plan`` with a progress line and (optionally) /metrics; the totals."""
+    import multiprocessing as mp
+    import time
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from producers.loadgen.runner import run_load
+    from producers.loadgen.stats import LoadGenCollector
+
+    stop = mp.get_context("spawn").Event()
+    servers: list[Any] = []
+
+    def serve(shared: Any) -> None:
+        port = settings.loadgen.metrics_port
+        if not serve_metrics or port == 0:
+            return
+        registry = CollectorRegistry()
+        registry.register(LoadGenCollector(shared, plan.processes, plan.topic, time.monotonic_ns))
+        try:
+            servers.append(start_http_server(port, addr=settings.runtime.host, registry=registry))
+        except OSError as error:
+            raise UserFacingError(
+                f"cannot serve metrics on {settings.runtime.host}:{port} ({error}): set "
+                "STREAMHOUSE_LOADGEN__METRICS_PORT to a free port, or 0 for none."
+            ) from None
+        console.print(f"[cyan]•[/] metrics on http://{settings.runtime.host}:{port}/metrics")
+
+    def on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    goal = f"{plan.events:,} events" if plan.events is not None else f"{plan.duration_s:g} s"
+    progress = Progress(
+        TextColumn("[bold]loadgen[/] {task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        disable=not show,
+    )
+    total = float(plan.events if plan.events is not None else plan.duration_s)
+    try:
+        with progress:
+            task = progress.add_task(f"starting {plan.processes} process(es), {goal}", total=total)
+
+            def on_progress(snapshot: Any) -> None:
+                done = snapshot.acked if plan.events is not None else snapshot.elapsed_s
+                progress.update(
+                    task,
+                    completed=min(done, total),
+                    description=(
+                        f"sent {snapshot.sent:,} acked {snapshot.acked:,} failed "
+                        f"{snapshot.failed:,} | {snapshot.acked_per_s:,.0f} events/s"
+                    ),
+                )
+
+            return run_load(plan, on_progress=on_progress, stop=stop, on_shared=serve)
+    except RuntimeError as error:
+        raise UserFacingError(f"{error}: see the log lines above.") from None
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for server, _thread in servers:
+            server.shutdown()
+
+
+def _check_goal(events: int | None, duration_s: float | None) -> None:
+    if (events is None) == (duration_s is None):
+        raise UserFacingError("give exactly one of --events N and --duration S.")
+
+
+@app.command("loadgen")
+def loadgen(  # noqa: PLR0917 - typer maps each parameter to an option
+    rate: Annotated[
+        float | None, typer.Option("--rate", min=1, help="Target events/s over all processes.")
+    ] = None,
+    max_speed: Annotated[bool, typer.Option("--max", help="As fast as possible.")] = False,
+    events: Annotated[int | None, typer.Option("--events", min=1, help="Events to send.")] = None,
+    duration: Annotated[
+        float | None, typer.Option("--duration", min=0.1, help="Seconds to send for.")
+    ] = None,
+    processes: Annotated[int | None, typer.Option("--processes", min=1, max=64)] = None,
+    duplicates: Annotated[float | None, typer.Option(min=0, max=0.99)] = None,
+    out_of_order: Annotated[float | None, typer.Option("--out-of-order", min=0, max=0.49)] = None,
+    late: Annotated[float | None, typer.Option(min=0, max=0.99)] = None,
+    entities: Annotated[int | None, typer.Option(min=1, help="Distinct entity ids.")] = None,
+    topic: Annotated[str | None, typer.Option(help="Default: kafka.changes_topic.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of the generated stream.")] = None,
+) -> None:
+    """Send synthetic change events (quake_change.avsc) straight to Kafka, then print a summary."""
+    from streamhouse.cli import guarded, load_settings
+
+    def action() -> None:
+        if rate is not None and max_speed:
+            raise UserFacingError("give either --rate N or --max, not both.")
+        _check_goal(events, duration)
+        settings = load_settings()
+        plan = _plan(
+            settings,
+            rate_per_s=rate,
+            max_speed=max_speed,
+            events=events,
+            duration_s=duration,
+            processes=processes,
+            duplicates=duplicates,
+            out_of_order=out_of_order,
+            late=late,
+            entities=entities,
+            topic=topic,
+            seed=seed,
+        )
+        totals = _run(settings, plan, serve_metrics=True, show=True)
+        out.print(_summary_table(totals, plan))
+        if totals.failed:
+            raise UserFacingError(
+                f"{totals.failed:,} events were not acknowledged: see the delivery errors above."
+            )
+
+    guarded(action)
+
+
+@bench_app.command("loadgen")
+def bench_loadgen(
+    runs: Annotated[int, typer.Option(min=1, help="Runs per process count.")] = 5,
+    duration: Annotated[float, typer.Option(min=1, help="Seconds per run.")] = 10.0,
+    processes: Annotated[
+        list[int] | None, typer.Option("--processes", help="Process counts (repeat).")
+    ] = None,
+    output: Annotated[Path, typer.Option(help="JSON file of the results.")] = DEFAULT_BENCH_OUTPUT,
+) -> None:
+    """Acknowledged events/s of the load generator at full speed (acks=all), 1 vs 2 processes."""
+    import uuid
+
+    from producers.loadgen import bench
+    from producers.loadgen.runner import delete_topic
+    from streamhouse.cli import guarded, load_settings
+
+    counts = processes or [1, 2]
+
+    def action() -> None:
+        settings = load_settings()
+        topics: list[str] = []
+
+        def run_once(process_count: int, index: int) -> Any:
+            topic = f"loadgen-bench-{uuid.uuid4().hex[:8]}"
+            topics.append(topic)
+            plan = _plan(
+                settings, max_speed=True, duration_s=duration, processes=process_count, topic=topic
+            )
+            try:
+                return _run(settings, plan, serve_metrics=False, show=False)
+            finally:
+                delete_topic(settings.kafka, topic)
+
+        def on_result(result: bench.RunResult) -> None:
+            console.print(
+                f"[cyan]•[/] {result.processes} process(es): {result.acked_per_s:,.0f} acked "
+                f"events/s ({result.acked:,} in {result.elapsed_s:.1f} s, failed {result.failed})"
+            )
+
+        with console.status(f"benchmark: {runs} runs x {counts} processes x {duration:g} s"):
+            results = bench.run_series(counts, runs, run_once, on_result)
+        summaries = bench.summarise(results)
+        table = Table("processes", "runs", "median acked events/s", "min", "max", "failed")
+        for s in summaries:
+            table.add_row(
+                str(s.processes),
+                str(s.runs),
+                f"{s.median_acked_per_s:,.0f}",
+                f"{s.min_acked_per_s:,.0f}",
+                f"{s.max_acked_per_s:,.0f}",
+                str(s.failed),
+            )
+        out.print(table)
+        load = settings.loadgen
+        report = bench.BenchReport(
+            command=(
+                f"streamhouse bench loadgen --runs {runs} --duration {duration:g} "
+                + " ".join(f"--processes {c}" for c in counts)
+            ),
+            settings={
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": load.linger_ms,
+                "batch.size": load.batch_size_bytes,
+                "batch.num.messages": load.batch_num_messages,
+                "compression.type": load.compression,
+                "topic_partitions": settings.kafka.topic_partitions,
+                "entities": load.entities,
+                "duration_s": duration,
+            },
+            summaries=summaries,
+            runs=results,
+            machine=bench.machine_info(),
+            finished_at=bench.timestamp(),
+        )
+        report.write(output)
+        console.print(f"[green]saved[/] {output}")
+
+    guarded(action)
+
+
+@bench_app.command("streaming")
+def bench_streaming(
+    rates: Annotated[
+        list[int] | None, typer.Option("--rate", help="Events/s of a phase (repeat the option).")
+    ] = None,
+    duration: Annotated[float, typer.Option(help="Seconds of each phase.", min=10)] = 120.0,
+    processes: Annotated[int, typer.Option(help="Load generator processes.", min=1)] = 2,
+    output: Annotated[Path, typer.Option(help="Where to save the JSON (and PNG) report.")] = (
+        PROJECT_ROOT / "benchmarks" / "results" / "streaming.json"
+    ),
+) -> None:
+    """Latency P50/P95/P99 to bronze and to the windows at fixed rates, lag, replay speed."""
+    from spark_jobs import benchmark
+    from streamhouse.cli import guarded, load_settings
+
+    def action() -> None:
+        settings = load_settings()
+        _kafka_reachable(settings)
+        chosen = rates or [1000, 5000, 20000]
+        command = (
+            "streamhouse bench streaming "
+            + " ".join(f"--rate {r}" for r in chosen)
+            + f" --duration {duration:g} --processes {processes}"
+        )
+        result = benchmark.run_benchmark(
+            settings,
+            rates=chosen,
+            duration_s=duration,
+            processes=processes,
+            output=output,
+            report=console.print,
+            command=command,
+        )
+        table = Table(
+            "events/s", "produced", "bronze P50/P95/P99 s", "windows P50/P95/P99 s",
+            "max lag", "end lag", "sustained", title="streaming benchmark",
+        )  # fmt: skip
+        for phase in result.phases:
+            table.add_row(
+                str(phase.rate_per_s),
+                str(phase.produced),
+                _triple(phase.bronze_p50_ms, phase.bronze_p95_ms, phase.bronze_p99_ms),
+                _triple(phase.windows_p50_ms, phase.windows_p95_ms, phase.windows_p99_ms),
+                str(phase.max_lag_records),
+                str(phase.final_lag_records),
+                "yes" if phase.sustained else "no",
+            )
+        out.print(table)
+        out.print(
+            f"highest sustained rate: {result.highest_sustained_rate} events/s; replay: "
+            f"{result.replay_records} records in {result.replay_seconds:.1f} s = "
+            f"{result.replay_rate_per_s:,.0f} records/s; report {output}, plot "
+            f"{output.with_suffix('.png')}"
+        )
+
+    guarded(action)
+
+
+def _triple(p50: float | None, p95: float | None, p99: float | None) -> str:
+    if p50 is None or p95 is None or p99 is None:
+        return "-"
+    return f"{p50 / 1000:.2f} / {p95 / 1000:.2f} / {p99 / 1000:.2f}"

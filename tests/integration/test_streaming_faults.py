@@ -1,0 +1,207 @@
+"""The streaming jobs under faults, against the real Kafka, registry and Spark + Delta.
+
+100,000 generated change events with duplicates, out-of-order and late events
+flow through `streamhouse stream run` while it is killed with SIGKILL at
+random moments and restarted. Afterwards:
+- bronze holds every Kafka record exactly once (by topic, partition, offset);
+- silver equals the current state computed here, independently, from the
+  records read back from Kafka with a plain consumer;
+- the windowed aggregates equal a batch replay of bronze, row for row;
+- every event flagged late is in the late-events table, and none is in a window.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812
+
+from lake.tables import BRONZE_QUAKE_CHANGES, LATE_QUAKE_CHANGES, SILVER_QUAKES
+from spark_jobs import reconcile, replay
+from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
+
+EVENTS = 100_000
+KILLS = 3
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _topic_size(settings: Settings, topic: str) -> int:
+    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"size-{uuid.uuid4()}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def _read_topic(settings: Settings, topic: str) -> list[tuple[int, int, dict[str, Any]]]:
+    """Every record of the topic, decoded with the registry: (partition, offset, value)."""
+    deserializer = AvroDeserializer(SchemaRegistryClient({"url": settings.registry.url}))
+    consumer = Consumer(
+        {
+            **settings.kafka.client_config(),
+            "group.id": f"verify-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+        }
+    )
+    expected = _topic_size(settings, topic)
+    records: list[tuple[int, int, dict[str, Any]]] = []
+    consumer.subscribe([topic])
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    deadline = time.monotonic() + 180
+    try:
+        while len(records) < expected and time.monotonic() < deadline:
+            for message in consumer.consume(5000, timeout=1.0):
+                if message.error() is None:
+                    value = deserializer(message.value(), ctx)
+                    records.append((message.partition(), message.offset(), value))
+    finally:
+        consumer.close()
+    return records
+
+
+def _spawn(args: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = settings_env(settings)
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            [sys.executable, "-m", "streamhouse.cli", *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _bronze_count(spark: SparkSession, settings: Settings) -> int:
+    try:
+        return int(
+            spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)).count()
+        )
+    except Exception:
+        return 0
+
+
+@pytest.fixture
+def fault_settings(infra_stack: Settings, tmp_path: Path) -> Settings:
+    topic = f"faults-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient(infra_stack.kafka.client_config())
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
+    return infra_stack.model_copy(
+        update={
+            "lake_root": str(tmp_path / "lake"),
+            "kafka": infra_stack.kafka.model_copy(update={"changes_topic": topic}),
+            "spark": infra_stack.spark.model_copy(
+                update={"trigger_interval": "2 seconds", "max_offsets_per_trigger": 20_000}
+            ),
+            "runtime": infra_stack.runtime.model_copy(
+                update={
+                    "ports": infra_stack.runtime.ports.model_copy(
+                        update={"stream_metrics": _free_port()}
+                    )
+                }
+            ),
+        }
+    )
+
+
+def test_exactly_once_through_kills_and_replay_equals_live(
+    fault_settings: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = fault_settings
+    topic = settings.kafka.changes_topic
+    rng = random.Random(20261126)
+    os.environ.setdefault("STREAMHOUSE_LOADGEN__METRICS_PORT", "0")
+    loadgen = _spawn(
+        [
+            "loadgen",
+            "--rate", "2500",
+            "--events", str(EVENTS),
+            "--processes", "1",
+            "--duplicates", "0.05",
+            "--out-of-order", "0.05",
+            "--late", "0.01",
+            "--entities", "5000",
+            "--topic", topic,
+            "--seed", "7",
+        ],
+        settings,
+        tmp_path / "loadgen.log",
+    )  # fmt: skip
+    stream_log = tmp_path / "stream.log"
+    stream = _spawn(["stream", "run"], settings, stream_log)
+    for _ in range(KILLS):
+        time.sleep(rng.uniform(15, 30))
+        os.killpg(stream.pid, signal.SIGKILL)
+        stream.wait()
+        stream = _spawn(["stream", "run"], settings, stream_log)
+    assert loadgen.wait(timeout=300) == 0, (tmp_path / "loadgen.log").read_text()[-2000:]
+
+    in_kafka = _topic_size(settings, topic)
+    assert in_kafka >= EVENTS
+    deadline = time.monotonic() + 420
+    while _bronze_count(spark, settings) < in_kafka and time.monotonic() < deadline:
+        assert stream.poll() is None, stream_log.read_text()[-3000:]
+        time.sleep(3)
+    time.sleep(10)  # let the aggregates catch up with the last bronze commit
+    os.killpg(stream.pid, signal.SIGTERM)
+    stream.wait(timeout=120)
+
+    lake = settings.lake_uri
+    bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(lake))
+    positions = bronze.select("kafka_topic", "kafka_partition", "kafka_offset")
+    assert bronze.count() == in_kafka, "every Kafka record in bronze"
+    assert positions.distinct().count() == in_kafka, "no Kafka record twice in bronze"
+
+    # Silver against the current state computed here from the records themselves.
+    newest: dict[str, tuple[int, int, int, dict[str, Any]]] = {}
+    for partition, offset, value in _read_topic(settings, topic):
+        key = value["entity_id"]
+        rank = (value["updated_ms"], -partition, -offset)
+        if key not in newest or rank > newest[key][:3]:
+            newest[key] = (*rank, value)
+    silver = {
+        r.entity_id: r for r in spark.read.format("delta").load(SILVER_QUAKES.path(lake)).collect()
+    }
+    assert set(silver) == set(newest)
+    wrong = [
+        key
+        for key, (_, _, _, value) in newest.items()
+        if (silver[key].updated_ms, silver[key].op, silver[key].mag)
+        != (value["updated_ms"], value["op"], value["quake"]["mag"])
+    ]
+    assert wrong == [], f"{len(wrong)} entities differ, e.g. {wrong[:5]}"
+
+    late = spark.read.format("delta").load(LATE_QUAKE_CHANGES.path(lake))
+    assert late.count() == bronze.where(F.col("is_late")).count() > 0
+
+    replay.replay_bronze(spark, settings, None, None)
+    differences = reconcile.reconcile(spark, settings)
+    assert differences == [], f"{len(differences)} differences, first: {differences[:5]}"

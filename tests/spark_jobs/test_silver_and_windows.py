@@ -1,0 +1,105 @@
+"""Silver (newest version wins, deletes as tombstones) and event-time windows, on static rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pyspark.sql import DataFrame, SparkSession
+
+from spark_jobs import transforms
+
+COLUMNS = (
+    "entity_id string, op string, updated_ms long, event_time_ms long, produced_at_ms long, "
+    "net string, mag double, kafka_partition int, kafka_offset long, kafka_timestamp timestamp, "
+    "schema_id int, ingest_date date"
+)
+T0 = int(datetime(2026, 11, 26, 12, 0, 0).timestamp() * 1000)
+
+
+def rows(spark: SparkSession, data: list[tuple[object, ...]]) -> DataFrame:
+    full = [(*r, datetime(2026, 11, 26), 1, datetime(2026, 11, 26).date()) for r in data]
+    return spark.createDataFrame(full, COLUMNS)
+
+
+def test_newest_version_wins_and_deletes_are_tombstones(spark: SparkSession) -> None:
+    bronze = rows(
+        spark,
+        [
+            ("a", "UPSERT", 1, T0, 0, "ci", 1.0, 0, 0),
+            ("a", "UPSERT", 3, T0, 0, "ci", 3.0, 0, 2),
+            ("a", "UPSERT", 2, T0, 0, "ci", 2.0, 0, 1),  # older, arrives later
+            ("b", "UPSERT", 5, T0, 0, "us", 4.0, 1, 0),
+            ("b", "DELETE", 6, T0, 0, "us", 4.0, 1, 1),
+            ("c", "UPSERT", 7, T0, 0, "ak", 1.5, 2, 0),
+            ("c", "UPSERT", 7, T0, 0, "ak", 1.5, 2, 5),  # the same version delivered twice
+        ],
+    )
+    silver = {r.entity_id: r for r in transforms.latest_per_entity(bronze).collect()}
+    assert (silver["a"].updated_ms, silver["a"].mag, silver["a"].is_deleted) == (3, 3.0, False)
+    assert (silver["b"].updated_ms, silver["b"].is_deleted) == (6, True)
+    assert (silver["c"].kafka_offset, silver["c"].is_deleted) == (0, False)
+    assert "kafka_timestamp" not in transforms.latest_per_entity(bronze).columns
+
+
+def test_tumbling_and_sliding_windows(spark: SparkSession) -> None:
+    minute = 60_000
+    bronze = rows(
+        spark,
+        [
+            ("a", "UPSERT", 1, T0 + 5_000, 10, "ci", 1.0, 0, 0),
+            ("a", "UPSERT", 2, T0 + 20_000, 30, "ci", 3.0, 0, 1),  # a revision: a second event
+            ("b", "UPSERT", 1, T0 + 50_000, 20, "ci", 2.0, 0, 2),
+            ("c", "UPSERT", 1, T0 + minute + 1, 40, "ci", None, 0, 3),
+            ("d", "UPSERT", 1, T0 + 1_000, 50, None, 5.0, 0, 4),
+        ],
+    )
+    events = transforms.with_event_time(bronze)
+    one_minute = {
+        (r.window_start, r.net): r
+        for r in transforms.window_aggregates(events, "1 minute").collect()
+    }
+    first = one_minute[(datetime(2026, 11, 26, 12, 0), "ci")]
+    assert (first.event_count, first.max_mag, first.distinct_entities) == (3, 3.0, 2)
+    assert first.mean_mag == 2.0 and first.last_produced_at_ms == 30
+    second = one_minute[(datetime(2026, 11, 26, 12, 1), "ci")]
+    assert (second.event_count, second.max_mag, second.mean_mag) == (1, None, None)
+    assert one_minute[(datetime(2026, 11, 26, 12, 0), "?")].event_count == 1
+
+    hourly = transforms.window_aggregates(events, "1 hour", "5 minutes").collect()
+    # Every event falls in 12 overlapping one-hour windows sliding by 5 minutes.
+    assert sum(r.event_count for r in hourly) == 5 * 12
+
+
+def test_durations() -> None:
+    assert transforms.duration_ms("10 minutes") == 600_000
+    assert transforms.duration_ms("1 hour") == 3_600_000
+    assert transforms.duration_ms("30 seconds") == 30_000
+
+
+def test_duration_refuses_garbage() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="not a duration"):
+        transforms.duration_ms("soon")
+
+
+def test_lateness_is_decided_from_what_bronze_held_before(spark: SparkSession) -> None:
+    minute = 60_000
+    bronze = rows(
+        spark,
+        [
+            ("a", "UPSERT", 1, T0, 0, "ci", 1.0, 0, 0),
+            ("b", "UPSERT", 1, T0 - 9 * minute, 0, "ci", 1.0, 0, 1),
+            ("c", "UPSERT", 1, T0 - 11 * minute, 0, "ci", 1.0, 0, 2),
+        ],
+    )
+    flagged = {
+        r.entity_id: r.is_late for r in transforms.flag_late(bronze, T0, 10 * minute).collect()
+    }
+    assert flagged == {"a": False, "b": False, "c": True}
+    first_batch = transforms.flag_late(bronze, None, 10 * minute)
+    assert first_batch.where("is_late").count() == 0, "nothing is late before any watermark"
+    assert {
+        r.entity_id
+        for r in transforms.on_time(transforms.flag_late(bronze, T0, 10 * minute)).collect()
+    } == {"a", "b"}
