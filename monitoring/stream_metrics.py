@@ -174,3 +174,22 @@ def observe_commit_latency(
     END_TO_END_LATENCY.add(
         sink, [int(v or 0) for v in values[:-2]], int(values[-2]), float(values[-1])
     )
+
+
+def observe_latency_histogram(
+    sink: str, produced: list[tuple[int, int]], committed_ms: float
+) -> None:
+    """Record latencies from a (produced_at_ms, rows) histogram and the commit time."""
+    if not produced:
+        return
+    counts = [0] * len(LATENCY_BUCKETS_S)
+    total = 0
+    sum_s = 0.0
+    for produced_ms, rows in produced:
+        latency_s = max(0.0, (committed_ms - produced_ms) / 1000.0)
+        total += rows
+        sum_s += latency_s * rows
+        for index, bound in enumerate(LATENCY_BUCKETS_S):
+            if latency_s <= bound:
+                counts[index] += rows
+    END_TO_END_LATENCY.add(sink, counts, total, sum_s)

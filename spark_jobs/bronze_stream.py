@@ -1,4 +1,4 @@
-"""The ingest job: Kafka change events -> bronze, quarantine, silver and late events.
+"""The ingest job: Kafka change events -> bronze, quarantine and late events.
 
 Reads the change-event topic with Structured Streaming (read_committed, so
 records of aborted producer transactions never appear) and, per micro-batch,
@@ -8,8 +8,6 @@ decodes the Confluent-framed Avro in the JVM (``transforms``), then:
   quarantine, each append carrying ``txnAppId`` (job + sink) and
   ``txnVersion`` (the batch id), so a batch replayed after a crash between
   the Delta commit and the checkpoint commit is skipped, not written twice;
-- MERGEs the newest version per entity into silver (a repeated batch is a
-  no-op by the MERGE condition);
 - flags each event that is already behind the watermark (the newest event
   time bronze held before the batch, minus ``spark.watermark_delay``) with
   ``is_late``, appends those to the late-events table and counts them. The
@@ -19,6 +17,8 @@ decodes the Confluent-framed Avro in the JVM (``transforms``), then:
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F  # noqa: N812
@@ -27,18 +27,19 @@ from lake.tables import (
     BRONZE_QUAKE_CHANGES,
     LATE_QUAKE_CHANGES,
     QUARANTINE_QUAKE_CHANGES,
-    SILVER_QUAKES,
     Table,
 )
-from monitoring.stream_metrics import LATE_EVENTS, ROWS_WRITTEN, observe_commit_latency
+from monitoring.stream_metrics import LATE_EVENTS, ROWS_WRITTEN, observe_latency_histogram
 from spark_jobs import transforms
-from spark_jobs.delta_io import append_once, ensure_table, merge_upsert
+from spark_jobs.delta_io import append_once, ensure_table
 from spark_jobs.schemas import WriterSchemas, reader_schema
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
 
 JOB = "bronze"
 QUERY_NAME = "bronze_quake_changes"
@@ -97,28 +98,37 @@ class ChangeBatchWriter:
         )
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
-        """Decode one micro-batch and write it to every sink, each write idempotent."""
+        """Decode one micro-batch and write it to every sink, each write idempotent.
+
+        Few Spark jobs per batch, since on a small machine each job's overhead is
+        the latency: the Kafka batch and the decoded rows are cached once, one
+        aggregation gives the counts, the newest event time and the produced-at
+        histogram (for the latency metric), and empty sinks are not written.
+        """
         spark = batch.sparkSession
+        timer = _StepTimer(batch_id)
         bronze, quarantine = self.decode(batch.persist())
         bronze = transforms.flag_late(bronze, self._max_before(spark), self._delay_ms).persist()
+        quarantine = quarantine.persist()
         try:
-            self._append(bronze, BRONZE_QUAKE_CHANGES, "bronze", batch_id)
-            self._append(quarantine, QUARANTINE_QUAKE_CHANGES, "quarantine", batch_id)
-            silver = transforms.latest_per_entity(bronze)
-            merge_upsert(
-                spark,
-                silver,
-                SILVER_QUAKES,
-                self.path(SILVER_QUAKES),
-                ("entity_id",),
-                update_condition=transforms.SILVER_UPDATE_CONDITION,
-            )
-            late = bronze.where(F.col("is_late"))
-            LATE_EVENTS.inc(self._append(late, LATE_QUAKE_CHANGES, "late", batch_id))
-            newest = bronze.agg(F.max("event_time_ms")).first()
-            if newest is not None and newest[0] is not None:
-                self._max_event_time_ms = max(self._max_event_time_ms or 0, int(newest[0]))
+            stats = transforms.batch_stats(bronze)
+            rejected = int(quarantine.count())
+            timer.step("decode")
+            if stats.rows:
+                self._append(bronze, BRONZE_QUAKE_CHANGES, "bronze", batch_id, stats.rows)
+                observe_latency_histogram("bronze", stats.produced_histogram, time.time() * 1000)
+                timer.step("bronze")
+            if rejected:
+                self._append(quarantine, QUARANTINE_QUAKE_CHANGES, "quarantine", batch_id, rejected)
+            if stats.late:
+                late = bronze.where(F.col("is_late"))
+                self._append(late, LATE_QUAKE_CHANGES, "late", batch_id, stats.late)
+                LATE_EVENTS.inc(stats.late)
+            if stats.max_event_time_ms is not None:
+                self._max_event_time_ms = max(self._max_event_time_ms or 0, stats.max_event_time_ms)
+            timer.done(stats.rows, rejected, stats.late)
         finally:
+            quarantine.unpersist()
             bronze.unpersist()
             batch.unpersist()
 
@@ -130,18 +140,30 @@ class ChangeBatchWriter:
             self._max_loaded = True
         return self._max_event_time_ms
 
-    def _append(self, rows: DataFrame, table: Table, sink: str, batch_id: int) -> int:
-        rows = rows.persist()
-        try:
-            count = int(rows.count())
-            if count:
-                append_once(rows, table, self.path(table), f"{self._app_prefix}.{sink}", batch_id)
-                ROWS_WRITTEN.labels(JOB, sink).inc(count)
-                if sink == "bronze":
-                    observe_commit_latency(rows, sink)
-            return count
-        finally:
-            rows.unpersist()
+    def _append(self, rows: DataFrame, table: Table, sink: str, batch_id: int, count: int) -> None:
+        append_once(rows, table, self.path(table), f"{self._app_prefix}.{sink}", batch_id)
+        ROWS_WRITTEN.labels(JOB, sink).inc(count)
+
+
+class _StepTimer:
+    """Seconds spent in each step of a batch, logged once per batch."""
+
+    def __init__(self, batch_id: int) -> None:
+        self._batch_id = batch_id
+        self._last = time.monotonic()
+        self._steps: list[str] = []
+
+    def step(self, name: str) -> None:
+        now = time.monotonic()
+        self._steps.append(f"{name} {now - self._last:.2f}s")
+        self._last = now
+
+    def done(self, rows: int, rejected: int, late: int) -> None:
+        if rows or rejected:
+            log.info(
+                "batch %d: %d rows, %d quarantined, %d late; %s",
+                self._batch_id, rows, rejected, late, ", ".join(self._steps),
+            )  # fmt: skip
 
 
 def ensure_bronze(spark: SparkSession, settings: Settings) -> str:

@@ -32,7 +32,7 @@ from lake.tables import (
 from spark_jobs import transforms
 from spark_jobs.aggregates_stream import WINDOWS, WindowSpec
 from spark_jobs.bronze_stream import ChangeBatchWriter, kafka_reader_options
-from spark_jobs.delta_io import ensure_table, merge_upsert
+from spark_jobs.delta_io import ensure_table, merge_upsert, table_exists
 from streamhouse.errors import UserFacingError
 from streamhouse.settings import Settings
 
@@ -164,6 +164,26 @@ def _ts(value: datetime) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
+def with_live_lateness(
+    spark: SparkSession, settings: Settings, bronze_rows: DataFrame
+) -> DataFrame:
+    """Add ``is_late`` as the live stream decided it (by Kafka position); unseen rows are on time.
+
+    Lateness depends on what bronze held when a batch arrived, so a replay takes
+    the live decision instead of deciding again with other batch boundaries.
+    """
+    path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
+    if not table_exists(spark, path):
+        return bronze_rows.withColumn("is_late", F.lit(False))
+    live = spark.read.format("delta").load(path).select(*POSITION, "is_late")
+    return bronze_rows.join(live, list(POSITION), "left").withColumn(
+        "is_late", F.coalesce(F.col("is_late"), F.lit(False))
+    )
+
+
+POSITION = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
 def replay_kafka(
     spark: SparkSession, settings: Settings, span: KafkaRange, *, to_live: bool = False
 ) -> dict[str, int]:
@@ -171,7 +191,7 @@ def replay_kafka(
     records = read_kafka_range(spark, settings, span).persist()
     writer = ChangeBatchWriter(settings)
     bronze_rows, quarantine_rows = writer.decode(records)
-    bronze_rows = bronze_rows.persist()
+    bronze_rows = with_live_lateness(spark, settings, bronze_rows).persist()
     bronze_table = BRONZE_QUAKE_CHANGES if to_live else replay_table(BRONZE_QUAKE_CHANGES)
     counts = {"records": int(records.count()), "bronze": int(bronze_rows.count())}
     counts["quarantined"] = int(quarantine_rows.count())

@@ -63,6 +63,16 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
             "spark.sql.catalog.spark_catalog", "org.apache.spark.sql.delta.catalog.DeltaCatalog"
         )
         .config("spark.sql.shuffle.partitions", str(spark_cfg.shuffle_partitions))
+        # The ingest and window queries share the driver: FAIR keeps a long
+        # window MERGE from holding back the next bronze batch.
+        .config("spark.scheduler.mode", "FAIR")
+        # RocksDB keeps window and dedup state off the JVM heap and checkpoints
+        # only the changes of each batch.
+        .config(
+            "spark.sql.streaming.stateStore.providerClass",
+            "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider",
+        )
+        .config("spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled", "true")
         .config("spark.driver.memory", spark_cfg.driver_memory)
         .config("spark.ui.enabled", str(spark_cfg.ui_enabled).lower())
         .config("spark.ui.showConsoleProgress", "false")

@@ -1,4 +1,4 @@
-"""Run the streaming queries in one driver: ingest (Kafka -> bronze, silver, ...) and aggregates.
+"""Run the streaming queries in one driver: ingest (Kafka -> bronze), silver and aggregates.
 
 One SparkSession, one Prometheus endpoint, one listener for all queries, and
 a supervisor: a query that fails is restarted from its checkpoint (which is
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, start_http_server
 
 from monitoring.stream_metrics import PrometheusListener
-from spark_jobs import aggregates_stream, bronze_stream
+from spark_jobs import aggregates_stream, bronze_stream, silver_stream
 from spark_jobs.session import build_spark
 from streamhouse.errors import UserFacingError
 from streamhouse.settings import Settings
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOBS = ("bronze", "aggregates")
+JOBS = ("bronze", "silver", "aggregates")
 MAX_RESTARTS = 5
 RESTARTS = Counter(
     "streamhouse_stream_query_restarts_total", "Failed queries restarted from checkpoint", ["query"]
@@ -52,6 +52,10 @@ def query_factories(
     factories: dict[str, QueryFactory] = {}
     if "bronze" in jobs:
         factories[bronze_stream.QUERY_NAME] = lambda: bronze_stream.start(
+            spark, settings, available_now=available_now
+        )
+    if "silver" in jobs:
+        factories[silver_stream.QUERY_NAME] = lambda: silver_stream.start(
             spark, settings, available_now=available_now
         )
     if "aggregates" in jobs:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyspark.sql import Column
@@ -56,6 +57,60 @@ def _decode(payload: Column, writer_schema: str, reader_schema: str) -> Column:
     return from_avro(payload, writer_schema, {"mode": "PERMISSIVE", "avroSchema": reader_schema})
 
 
+def classify_changes(
+    framed: DataFrame, writer_schemas: dict[int, str], reader_schema: str
+) -> DataFrame:
+    """Decode framed records in one pass: the Kafka columns, ``schema_id``, ``event``
+    (a struct in the reader schema) and ``reason`` (null when the record decoded).
+
+    One projection with a CASE over the schema ids, so each record is decoded
+    once, by the writer schema its id names, whatever mix of versions a batch holds.
+    """
+    payload = F.col("avro_payload")
+    event = F.lit(None)
+    if writer_schemas:
+        branches = None
+        for schema_id, writer_schema in writer_schemas.items():
+            condition = F.col("wire_ok") & (F.col("schema_id") == schema_id)
+            value = _decode(payload, writer_schema, reader_schema)
+            branches = (
+                F.when(condition, value) if branches is None else branches.when(condition, value)
+            )
+        event = branches
+    else:
+        # Keep the column's type when no schema is known (an empty or all-poison batch).
+        event = F.when(F.lit(False), _decode(payload, reader_schema, reader_schema))
+    with_event = framed.select(*KAFKA_COLUMNS, "wire_ok", "schema_id", event.alias("event"))
+    # PERMISSIVE yields either null or a struct of nulls for a record that does not
+    # decode: a null in any field the schema requires marks such a record.
+    decoded_ok = F.col("event").isNotNull()
+    for name in required_fields(reader_schema):
+        decoded_ok = decoded_ok & F.col(f"event.{name}").isNotNull()
+    known = F.col("schema_id").isin(list(writer_schemas)) if writer_schemas else F.lit(False)
+    reason = (
+        F.when(~F.col("wire_ok"), F.lit(NOT_WIRE_FORMAT))
+        .when(~known, F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")))
+        .when(
+            ~decoded_ok,
+            F.concat(
+                F.lit("Avro payload does not decode with writer schema id "),
+                F.col("schema_id").cast("string"),
+            ),
+        )
+    )
+    return with_event.select(*KAFKA_COLUMNS, "schema_id", "event", reason.alias("reason"))
+
+
+NOT_WIRE_FORMAT = "not in the Confluent wire format (magic byte 0 + schema id)"
+
+
+def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+    """(decoded, rejected) rows of a classified batch."""
+    decoded = classified.where(F.col("reason").isNull()).drop("reason")
+    rejected = classified.where(F.col("reason").isNotNull()).drop("event")
+    return decoded, rejected
+
+
 def decode_changes(
     framed: DataFrame, writer_schemas: dict[int, str], reader_schema: str
 ) -> tuple[DataFrame, DataFrame]:
@@ -65,58 +120,7 @@ def decode_changes(
     in the reader schema; ``rejected`` has the Kafka columns, ``schema_id`` and
     a ``reason`` for each record that could not be decoded.
     """
-    decoded_parts = []
-    rejected_parts = [
-        framed.where(~F.col("wire_ok")).select(
-            *KAFKA_COLUMNS,
-            F.col("schema_id"),
-            F.lit("not in the Confluent wire format (magic byte 0 + schema id)").alias("reason"),
-        )
-    ]
-    known_ids = list(writer_schemas)
-    unknown = framed.where(F.col("wire_ok"))
-    if known_ids:
-        unknown = unknown.where(~F.col("schema_id").isin(known_ids))
-    rejected_parts.append(
-        unknown.select(
-            *KAFKA_COLUMNS,
-            F.col("schema_id"),
-            F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")).alias(
-                "reason"
-            ),
-        )
-    )
-    # PERMISSIVE yields either null or a struct of nulls for a record that does not
-    # decode: a null in any field the schema requires marks such a record.
-    decoded_ok = F.col("event").isNotNull()
-    for name in required_fields(reader_schema):
-        decoded_ok = decoded_ok & F.col(f"event.{name}").isNotNull()
-    for schema_id, writer_schema in writer_schemas.items():
-        group = framed.where(F.col("wire_ok") & (F.col("schema_id") == schema_id)).select(
-            *KAFKA_COLUMNS,
-            F.col("schema_id"),
-            _decode(F.col("avro_payload"), writer_schema, reader_schema).alias("event"),
-        )
-        decoded_parts.append(group.where(decoded_ok))
-        rejected_parts.append(
-            group.where(~decoded_ok).select(
-                *KAFKA_COLUMNS,
-                F.col("schema_id"),
-                F.lit(f"Avro payload does not decode with writer schema id {schema_id}").alias(
-                    "reason"
-                ),
-            )
-        )
-    rejected = _union_all(rejected_parts)
-    if decoded_parts:
-        decoded = _union_all(decoded_parts)
-    else:
-        decoded = framed.limit(0).select(
-            *KAFKA_COLUMNS,
-            F.col("schema_id"),
-            _decode(F.col("avro_payload"), reader_schema, reader_schema).alias("event"),
-        )
-    return decoded, rejected
+    return split_classified(classify_changes(framed, writer_schemas, reader_schema))
 
 
 def required_fields(schema_json: str) -> list[str]:
@@ -127,13 +131,6 @@ def required_fields(schema_json: str) -> list[str]:
         for f in fields
         if not (isinstance(f["type"], list) and "null" in f["type"]) and f["type"] != "null"
     ]
-
-
-def _union_all(parts: list[DataFrame]) -> DataFrame:
-    result = parts[0]
-    for part in parts[1:]:
-        result = result.unionByName(part)
-    return result
 
 
 def to_bronze(decoded: DataFrame, ingested_at: Column | None = None) -> DataFrame:
@@ -269,7 +266,10 @@ def window_aggregates(rows: DataFrame, duration: str, slide: str | None = None) 
             F.count(F.lit(1)).alias("event_count"),
             F.max("mag").alias("max_mag"),
             F.avg("mag").alias("mean_mag"),
-            F.size(F.collect_set("entity_id")).alias("distinct_entities"),
+            # HyperLogLog++: a fixed-size sketch in the state store, where an exact
+            # count would keep every entity id of every open window. Its merge is
+            # order-independent, so a replay gives the very same number.
+            F.approx_count_distinct("entity_id", DISTINCT_RSD).alias("distinct_entities"),
             F.max("produced_at_ms").alias("last_produced_at_ms"),
         )
         .select(
@@ -286,3 +286,46 @@ def window_aggregates(rows: DataFrame, duration: str, slide: str | None = None) 
 
 
 WINDOW_KEY = ("window_start", "window_end", "net")
+DISTINCT_RSD = 0.01
+
+
+# -- batch statistics ----------------------------------------------------------
+
+PRODUCED_AT_RESOLUTION_MS = 100
+
+
+@dataclass(frozen=True)
+class BatchStats:
+    """What one aggregation over a batch of bronze rows tells the ingest job."""
+
+    rows: int
+    late: int
+    max_event_time_ms: int | None
+    # (produced_at_ms rounded down to PRODUCED_AT_RESOLUTION_MS, rows): latency needs
+    # only this histogram once the commit time is known.
+    produced_histogram: list[tuple[int, int]]
+
+
+def batch_stats(bronze_rows: DataFrame) -> BatchStats:
+    """Rows, late rows, newest event time and the produced-at histogram, in one Spark job."""
+    bucket = (F.col("produced_at_ms") / PRODUCED_AT_RESOLUTION_MS).cast("long")
+    groups = (
+        bronze_rows.groupBy(bucket.alias("bucket"))
+        .agg(
+            F.count(F.lit(1)).alias("rows"),
+            F.sum(F.col("is_late").cast("int")).alias("late"),
+            F.max("event_time_ms").alias("max_event_time_ms"),
+        )
+        .collect()
+    )
+    newest = [g.max_event_time_ms for g in groups if g.max_event_time_ms is not None]
+    return BatchStats(
+        rows=sum(int(g.rows) for g in groups),
+        late=sum(int(g.late or 0) for g in groups),
+        max_event_time_ms=int(max(newest)) if newest else None,
+        produced_histogram=[
+            (int(g.bucket) * PRODUCED_AT_RESOLUTION_MS, int(g.rows))
+            for g in groups
+            if g.bucket is not None
+        ],
+    )

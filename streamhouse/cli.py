@@ -234,7 +234,7 @@ def poll(
 def stream_run(
     jobs: Annotated[
         list[str] | None,
-        typer.Argument(help="Jobs to run: bronze (Kafka -> bronze, silver, late), aggregates."),
+        typer.Argument(help="Jobs to run: bronze (Kafka -> bronze, late), silver, aggregates."),
     ] = None,
     available_now: Annotated[
         bool, typer.Option("--available-now", help="Process what is there, then stop.")

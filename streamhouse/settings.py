@@ -74,7 +74,8 @@ class SparkSettings(BaseModel):
     master: str = Field(
         "local[*]", description="Spark master URL: local[*], spark://, k8s://, yarn."
     )
-    shuffle_partitions: int = Field(4, ge=1)
+    # Small batches on few cores: every extra shuffle task is overhead. Raise it on a cluster.
+    shuffle_partitions: int = Field(2, ge=1)
     driver_memory: str = "2g"
     trigger_interval: str = Field("2 seconds", description="Micro-batch trigger interval.")
     max_offsets_per_trigger: int | None = Field(

@@ -79,8 +79,24 @@ def infra_stack(_purged_state: Settings) -> Iterator[Settings]:
     stack.down(_purged_state, report=print)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def running_stack(infra_stack: Settings) -> Settings:
-    """Every service of the embedded runtime, the platform's own processes included."""
+    """Every service of the embedded runtime, the platform's own processes included.
+
+    Per test, and cheap when everything runs: ``stack up`` only starts what is
+    not running, so a test that stopped some services for its own needs (the
+    streaming fault test) does not leave the next one without them.
+    """
     stack.up(infra_stack, report=print)
+    return infra_stack
+
+
+@pytest.fixture
+def quiet_stack(infra_stack: Settings) -> Settings:
+    """Kafka, registry and Prometheus only: the platform's processes stopped.
+
+    For tests that run their own streaming job, so the stack's idle one does
+    not compete for the machine's two cores.
+    """
+    stack.down(infra_stack, ["streaming", "poller", "simulator"], report=print)
     return infra_stack

@@ -32,27 +32,27 @@ def _record(entity_id: str) -> dict[str, object]:
     }
 
 
-def test_messages_written_before_a_registry_restart_still_decode(running_stack: Settings) -> None:
+def test_messages_written_before_a_registry_restart_still_decode(infra_stack: Settings) -> None:
     topic = f"registry-restart-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient(running_stack.kafka.client_config())
+    admin = AdminClient(infra_stack.kafka.client_config())
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
-    client = SchemaRegistryClient({"url": running_stack.registry.url})
+    client = SchemaRegistryClient({"url": infra_stack.registry.url})
     serializer = AvroSerializer(client, reader_schema())
-    producer = Producer(running_stack.kafka.client_config())
+    producer = Producer(infra_stack.kafka.client_config())
     for i in range(3):
         value = serializer(_record(f"e{i}"), SerializationContext(topic, MessageField.VALUE))
         producer.produce(topic, key=f"e{i}".encode(), value=value)
     assert producer.flush(30) == 0
 
-    stack.down(running_stack, ["registry"], report=print)
-    stack.up(running_stack, ["registry"], report=print)
+    stack.down(infra_stack, ["registry"], report=print)
+    stack.up(infra_stack, ["registry"], report=print)
 
     # A new client: nothing cached, every schema id is looked up again.
-    fresh = SchemaRegistryClient({"url": running_stack.registry.url})
+    fresh = SchemaRegistryClient({"url": infra_stack.registry.url})
     deserializer = AvroDeserializer(fresh)
     consumer = Consumer(
         {
-            **running_stack.kafka.client_config(),
+            **infra_stack.kafka.client_config(),
             "group.id": f"g-{uuid.uuid4().hex}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -74,9 +74,9 @@ def test_messages_written_before_a_registry_restart_still_decode(running_stack: 
     assert all(d["quake"]["mag"] == 3.1 for d in decoded)
 
 
-def test_backward_compatibility_is_enforced(running_stack: Settings) -> None:
+def test_backward_compatibility_is_enforced(infra_stack: Settings) -> None:
     subject = f"compat-{uuid.uuid4().hex[:8]}-value"
-    client = SchemaRegistryClient({"url": running_stack.registry.url})
+    client = SchemaRegistryClient({"url": infra_stack.registry.url})
     assert client.get_compatibility() == "BACKWARD"
     client.register_schema(subject, Schema(reader_schema(), "AVRO"))
 

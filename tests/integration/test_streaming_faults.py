@@ -32,7 +32,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from lake.tables import BRONZE_QUAKE_CHANGES, LATE_QUAKE_CHANGES, SILVER_QUAKES
+from lake.tables import BRONZE_QUAKE_CHANGES, LATE_QUAKE_CHANGES, QUAKE_WINDOWS_1M, SILVER_QUAKES
 from spark_jobs import reconcile, replay
 from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
 
@@ -110,7 +110,8 @@ def _bronze_count(spark: SparkSession, settings: Settings) -> int:
 
 
 @pytest.fixture
-def fault_settings(infra_stack: Settings, tmp_path: Path) -> Settings:
+def fault_settings(quiet_stack: Settings, tmp_path: Path) -> Settings:
+    infra_stack = quiet_stack
     topic = f"faults-{uuid.uuid4().hex[:8]}"
     admin = AdminClient(infra_stack.kafka.client_config())
     admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result(30)
@@ -166,15 +167,36 @@ def test_exactly_once_through_kills_and_replay_equals_live(
 
     in_kafka = _topic_size(settings, topic)
     assert in_kafka >= EVENTS
-    deadline = time.monotonic() + 420
-    while _bronze_count(spark, settings) < in_kafka and time.monotonic() < deadline:
+    records = _read_topic(settings, topic)
+    assert len(records) == in_kafka
+    lake = settings.lake_uri
+
+    def caught_up() -> bool:
+        if _bronze_count(spark, settings) < in_kafka:
+            return False
+        silver_rows = spark.read.format("delta").load(SILVER_QUAKES.path(lake)).count()
+        bronze_now = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(lake))
+        on_time_versions = (
+            bronze_now.where(~F.col("is_late")).select("entity_id", "updated_ms").distinct().count()
+        )
+        windowed = spark.read.format("delta").load(QUAKE_WINDOWS_1M.path(lake))
+        counted = windowed.agg(F.sum("event_count")).first()
+        return silver_rows == len({v["entity_id"] for _, _, v in records}) and (
+            counted is not None and counted[0] == on_time_versions
+        )
+
+    deadline = time.monotonic() + 480
+    while time.monotonic() < deadline:
         assert stream.poll() is None, stream_log.read_text()[-3000:]
-        time.sleep(3)
-    time.sleep(10)  # let the aggregates catch up with the last bronze commit
+        try:
+            if caught_up():
+                break
+        except Exception:  # a table not created yet
+            pass
+        time.sleep(5)
     os.killpg(stream.pid, signal.SIGTERM)
     stream.wait(timeout=120)
 
-    lake = settings.lake_uri
     bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(lake))
     positions = bronze.select("kafka_topic", "kafka_partition", "kafka_offset")
     assert bronze.count() == in_kafka, "every Kafka record in bronze"
@@ -182,7 +204,7 @@ def test_exactly_once_through_kills_and_replay_equals_live(
 
     # Silver against the current state computed here from the records themselves.
     newest: dict[str, tuple[int, int, int, dict[str, Any]]] = {}
-    for partition, offset, value in _read_topic(settings, topic):
+    for partition, offset, value in records:
         key = value["entity_id"]
         rank = (value["updated_ms"], -partition, -offset)
         if key not in newest or rank > newest[key][:3]:

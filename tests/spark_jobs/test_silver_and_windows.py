@@ -103,3 +103,37 @@ def test_lateness_is_decided_from_what_bronze_held_before(spark: SparkSession) -
         r.entity_id
         for r in transforms.on_time(transforms.flag_late(bronze, T0, 10 * minute)).collect()
     } == {"a", "b"}
+
+
+def test_batch_stats_in_one_aggregation(spark: SparkSession) -> None:
+    bronze = transforms.flag_late(
+        rows(
+            spark,
+            [
+                ("a", "UPSERT", 1, T0, 1_000_050, "ci", 1.0, 0, 0),
+                ("b", "UPSERT", 1, T0 - 3_600_000, 1_000_080, "ci", 1.0, 0, 1),
+                ("c", "UPSERT", 1, T0 + 5, 1_000_250, "ci", 1.0, 0, 2),
+            ],
+        ),
+        T0,
+        600_000,
+    )
+    stats = transforms.batch_stats(bronze)
+    assert (stats.rows, stats.late, stats.max_event_time_ms) == (3, 1, T0 + 5)
+    assert sorted(stats.produced_histogram) == [(1_000_000, 2), (1_000_200, 1)]
+
+
+def test_latency_histogram_from_produced_times() -> None:
+    from monitoring.stream_metrics import END_TO_END_LATENCY, observe_latency_histogram
+
+    observe_latency_histogram("unit-test", [(10_000, 3), (11_500, 1)], committed_ms=12_000.0)
+    family = next(iter(END_TO_END_LATENCY.collect()))
+    samples = {
+        (s.name, s.labels.get("le")): s.value
+        for s in family.samples
+        if s.labels.get("sink") == "unit-test"
+    }
+    assert samples[("streamhouse_end_to_end_latency_seconds_bucket", "0.5")] == 1
+    assert samples[("streamhouse_end_to_end_latency_seconds_bucket", "2.0")] == 4
+    assert samples[("streamhouse_end_to_end_latency_seconds_count", None)] == 4
+    assert samples[("streamhouse_end_to_end_latency_seconds_sum", None)] == 6.5
