@@ -336,6 +336,9 @@ def bench_streaming(
     output: Annotated[Path, typer.Option(help="Where to save the JSON (and PNG) report.")] = (
         PROJECT_ROOT / "benchmarks" / "results" / "streaming.json"
     ),
+    jobs: Annotated[
+        list[str] | None, typer.Option("--job", help="Streaming jobs to run (default: all).")
+    ] = None,
 ) -> None:
     """Latency P50/P95/P99 to bronze and to the windows at fixed rates, lag, replay speed."""
     from spark_jobs import benchmark
@@ -349,6 +352,7 @@ def bench_streaming(
             "streamhouse bench streaming "
             + " ".join(f"--rate {r}" for r in chosen)
             + f" --duration {duration:g} --processes {processes}"
+            + "".join(f" --job {j}" for j in jobs or [])
         )
         result = benchmark.run_benchmark(
             settings,
@@ -358,6 +362,7 @@ def bench_streaming(
             output=output,
             report=console.print,
             command=command,
+            jobs=tuple(jobs or ()),
         )
         table = Table(
             "events/s", "produced", "bronze P50/P95/P99 s", "windows P50/P95/P99 s",
