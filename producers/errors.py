@@ -27,12 +27,22 @@ class SourceError(RuntimeError):
     """The source could not be read this time (HTTP error, timeout, unreadable body).
 
     Transient from the poller's point of view: the poll fails, the cursor does
-    not move and the next poll retries the same range.
+    not move and the next poll retries the same range. ``body`` is the error
+    response's text when one arrived (a source's refusal of a too-large query
+    is recognised from it, see ``producers.sources.base.QuerySplit``).
     """
 
-    def __init__(self, message: str, *, status_code: int | None = None, url: str | None = None):
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        url: str | None = None,
+        body: str | None = None,
+    ):
         self.status_code = status_code
         self.url = url
+        self.body = body
         super().__init__(message)
 
 

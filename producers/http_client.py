@@ -144,6 +144,7 @@ def get_json(
                 f"{response.text[:_ERROR_BODY_CHARS]}",
                 status_code=response.status_code,
                 url=str(response.url),
+                body=response.text,
             )
             if response.status_code not in RETRYABLE_STATUS:
                 raise last_error
@@ -165,6 +166,7 @@ def get_json(
         f"{last_error} (gave up after {attempt + 1} attempts)",
         status_code=last_error.status_code,
         url=last_error.url,
+        body=last_error.body,
     )
 
 

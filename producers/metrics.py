@@ -60,6 +60,11 @@ TRANSACTIONS_ABORTED = Counter(
     "Poll transactions aborted: by this process (error) or found aborted at start (crash).",
     ["source", "reason"],
 )
+QUERY_SPLITS = Counter(
+    "streamhouse_poller_query_splits",
+    "Queries the source refused as too large and the poller split in two time slices.",
+    ["source"],
+)
 HTTP_RESPONSES = Counter(
     "streamhouse_poller_http_responses",
     "HTTP responses by status code (timeout / error when none arrived).",

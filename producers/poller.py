@@ -41,6 +41,7 @@ from producers.metrics import (
     CURSOR_LAG_SECONDS,
     POLLS,
     PRODUCE_LATENCY_SECONDS,
+    QUERY_SPLITS,
     RECORD_ERRORS,
     RECORDS_DEAD_LETTERED,
     RECORDS_DUPLICATE,
@@ -53,7 +54,7 @@ from producers.sources.base import (
     FetchPage,
     HttpSource,
     JsonObject,
-    fetch_all,
+    fetch_changes,
     field_drift,
     record_version,
 )
@@ -88,6 +89,8 @@ class PollSummary:
     page_error: str | None = None
     #: Versions produced again after a crash aborted the transaction that first carried them.
     resent: int = 0
+    #: Refused (too large) queries split in two; 0 when the poll was one query.
+    splits: int = 0
 
     @property
     def ok(self) -> bool:
@@ -216,8 +219,10 @@ def poll_once(
     ``source`` defaults to USGS from ``settings.source``. Without a
     ``publisher`` a transactional one is created (and its cursor loaded from
     the cursor topic when ``cursor`` is None); without ``http`` a client is
-    created and closed here. Raises ``SourceError`` when the source cannot be
-    read and ``PublishError`` when records cannot be serialized; in both cases
+    created and closed here. A query the source refuses as too large is read
+    in time slices (``fetch_changes``). Raises ``SourceError`` when the source
+    cannot be read (or refuses a slice that cannot be narrowed further) and
+    ``PublishError`` when records cannot be serialized; in both cases
     the cursor does not move. Unreadable pages and records go to the
     dead-letter topic inside the poll's transaction.
     """
@@ -280,8 +285,17 @@ def _poll(
     resend_candidates: set[Version],
 ) -> PollSummary:
     poll_id = new_poll_id(now_ms())
-    fetched = fetch_all(source, cursor, fetch_page)
+    fetched = fetch_changes(source, cursor, fetch_page, now_ms=now_ms())
     RECORDS_FETCHED.labels(source=source.name).inc(len(fetched.records))
+    if fetched.splits:
+        QUERY_SPLITS.labels(source=source.name).inc(fetched.splits)
+        log.info(
+            "poll %s: the source refused the query as too large; read it in %d time slices "
+            "(%d splits)",
+            poll_id,
+            fetched.slices,
+            fetched.splits,
+        )
     batch = select_new_versions(source, cursor, fetched.records)
     RECORDS_DUPLICATE.labels(source=source.name).inc(batch.duplicates)
     plan = plan_poll(source, batch, poll_id=poll_id, produced_at_ms=now_ms())
@@ -307,6 +321,7 @@ def _poll(
         pages=fetched.pages,
         cursor=next_cursor,
         page_error=str(fetched.page_error) if fetched.page_error is not None else None,
+        splits=fetched.splits,
     )
     if not plan.changes and not plan.letters and next_cursor == cursor:
         _set_lag(source, cursor, now_ms)

@@ -190,6 +190,16 @@ class SimulatorSettings(BaseModel):
     drift_rate: float = Field(
         0.0, ge=0, le=1, description="Share of revisions that drift (extra/removed/retyped field)."
     )
+    result_cap: int = Field(
+        20000,
+        ge=0,
+        description="Search limit: a query matching more events is refused with 400.",
+    )
+    cap_counts_before_paging: bool = Field(
+        False,
+        description="Count the search limit before limit/offset (the service's code counts "
+        "after them, so paging never hits it); on, a large poll must be split.",
+    )
 
 
 class LoadGenSettings(BaseModel):

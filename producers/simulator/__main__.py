@@ -19,7 +19,7 @@ from types import FrameType
 
 from producers.simulator.dynamics import ChangeMaker, ChangeShares
 from producers.simulator.faults import FaultSwitches
-from producers.simulator.server import start_simulator, stop_simulator
+from producers.simulator.server import SimulatorConfig, start_simulator, stop_simulator
 from producers.simulator.store import EventStore, SimulatedClock, wall_clock_ms
 from streamhouse.settings import Settings
 
@@ -83,6 +83,10 @@ def main() -> int:
             args.port,
             store,
             clock=clock,
+            config=SimulatorConfig(
+                result_cap=dynamics.result_cap,
+                cap_counts_before_paging=dynamics.cap_counts_before_paging,
+            ),
             faults=FaultSwitches.from_settings(dynamics),
             rng=rng,
             maker=maker,

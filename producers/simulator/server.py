@@ -56,10 +56,21 @@ NOT_FOUND = 404
 class SimulatorConfig:
     """Service-level settings of the simulated FDSN service."""
 
+    #: Largest ``limit`` a request may ask.
     service_limit: int = DEFAULT_SERVICE_LIMIT
     max_event_age_ms: int = DEFAULT_MAX_EVENT_AGE_MS
     # The newest API version seen in a real GeoJSON response (fixtures, 2024).
     api_version: str = "1.14.0"
+    #: The search limit: more matching events are refused with 400 (None: ``service_limit``).
+    result_cap: int | None = None
+    #: Count the search limit over every matching event, before ``limit``/``offset``
+    #: (the service's code counts after them); see ``query.page``.
+    cap_counts_before_paging: bool = False
+
+    @property
+    def search_limit(self) -> int:
+        """The number of matching events above which a query is refused."""
+        return self.service_limit if self.result_cap is None else self.result_cap
 
 
 class SimulatorServer(ThreadingHTTPServer):
@@ -221,7 +232,12 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
             now_ms=now_ms,
             max_event_age_ms=config.max_event_age_ms,
         )
-        served = page(selected, query, service_limit=config.service_limit)
+        served = page(
+            selected,
+            query,
+            service_limit=config.search_limit,
+            counts_before_paging=config.cap_counts_before_paging,
+        )
         features = [v.feature for v in served]
         metadata = query_metadata(
             # The service stamps responses with its clock in whole seconds.

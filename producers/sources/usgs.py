@@ -13,7 +13,14 @@ contract, not about the poller:
   sorts versions itself. Ascending order keeps offsets stable while new events
   arrive during paging (they append at the end instead of shifting pages).
 - ``limit`` <= 20000 keeps each request under the service's search limit
-  (a request matching more than 20000 events is refused with 400).
+  (per its code the limit counts what one request returns). Should the
+  service refuse a query anyway (400 ``<N> matching events exceeds search
+  limit of 20000``), the poll is read again in slices of event time
+  (``starttime``/``endtime``, inclusive, whole seconds): the service has no
+  upper bound on ``updatedafter``, so event time is the only range to split.
+  The slices cover the service's default window (30 days before its time,
+  which every error body states under ``Request Submitted:``), the newest
+  slice without ``endtime``.
 """
 
 from __future__ import annotations
@@ -21,13 +28,20 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from producers.mapping import feature_to_quake_change
-from producers.sources.base import HttpSource, OffsetPaging
+from producers.sources.base import HttpSource, OffsetPaging, QuerySplit
 from streamhouse.settings import SourceSettings
 
 #: Largest page the service serves (and the largest result of one request).
 SERVICE_LIMIT = 20_000
 #: The service reads time parameters to whole seconds.
 CURSOR_RESOLUTION_MS = 1000
+#: The refusal of a query over the search limit (tests/data/usgs/fdsn_error_400_exceeds_limit.txt).
+EXCEEDS_LIMIT_STATUS = 400
+EXCEEDS_LIMIT_PATTERN = r"\d+ matching events exceeds search limit of \d+"
+#: The service's time in its error bodies: ``Request Submitted:`` then ISO 8601 on the next line.
+SUBMITTED_PATTERN = r"Request Submitted:\s*(?P<time>\S+)"
+#: Without ``starttime`` the service matches events of the last 30 days only.
+DEFAULT_EVENT_WINDOW_MS = 30 * 24 * 3600 * 1000
 #: Avro schema of the change events, a file under ``schemas/``.
 VALUE_SCHEMA = "quake_change.avsc"
 STATIC_PARAMS = {"format": "geojson", "orderby": "time-asc", "includedeleted": "true"}
@@ -46,9 +60,26 @@ GEOMETRY_FIELDS = frozenset({"type", "coordinates"})
 
 
 def format_updatedafter(epoch_ms: int) -> str:
-    """ISO 8601 UTC date-time without zone designator, floored to whole seconds."""
+    """ISO 8601 UTC date-time without zone designator, floored to whole seconds.
+
+    The format of every FDSN time parameter (``starttime`` and ``endtime`` too).
+    """
     instant = datetime.fromtimestamp(epoch_ms // 1000, tz=UTC)
     return instant.strftime("%Y-%m-%dT%H:%M:%S")
+
+
+#: Reading a refused poll in slices of event time (see the module docstring).
+EVENT_TIME_SPLIT = QuerySplit(
+    refused_status=EXCEEDS_LIMIT_STATUS,
+    refused_pattern=EXCEEDS_LIMIT_PATTERN,
+    start_param="starttime",
+    end_param="endtime",
+    format_time=format_updatedafter,
+    window_ms=DEFAULT_EVENT_WINDOW_MS,
+    source_time_pattern=SUBMITTED_PATTERN,
+    resolution_ms=CURSOR_RESOLUTION_MS,
+    min_slice_ms=CURSOR_RESOLUTION_MS,
+)
 
 
 def usgs_earthquakes(settings: SourceSettings) -> HttpSource:
@@ -73,4 +104,5 @@ def usgs_earthquakes(settings: SourceSettings) -> HttpSource:
         },
         map_record=feature_to_quake_change,
         value_schema=VALUE_SCHEMA,
+        query_split=EVENT_TIME_SPLIT,
     )
