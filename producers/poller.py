@@ -229,16 +229,10 @@ def poll_once(
     source = source or usgs_earthquakes(settings.source)
     now_ms = clock_ms or _wall_clock_ms
     if publisher is None:
-        publisher = make_change_publisher(
-            settings,
-            schema_name=source.value_schema,
-            client_id=_client_id(source),
-            transactional_id=transactional_id(source),
-        )
-        if cursor is None:
-            state = load_cursor_state(settings.kafka, source.name)
-            cursor = state.cursor
-            resend_candidates = set(state.aborted_versions)
+        cursor_given = cursor is not None
+        publisher, cursor, stored_resends = _open(settings, source, cursor)
+        if not cursor_given:
+            resend_candidates = stored_resends
     cursor = cursor or Cursor()
     policy = RetryPolicy.from_settings(settings.source)
 
@@ -419,6 +413,41 @@ def _log_summary(summary: PollSummary) -> None:
     )
 
 
+def _open(
+    settings: Settings, source: HttpSource, cursor: Cursor | None
+) -> tuple[ChangePublisher, Cursor, set[Version]]:
+    """The transactional publisher of ``source`` and where to start from.
+
+    Creating the publisher fences a previous poller of the same source and
+    aborts its open transaction; only then is the committed cursor read (with
+    the versions of aborted transactions, which will be sent again and counted).
+    ``cursor``, when given, overrides the stored one.
+    """
+    publisher = make_change_publisher(
+        settings,
+        schema_name=source.value_schema,
+        client_id=_client_id(source),
+        transactional_id=transactional_id(source),
+    )
+    if cursor is not None:
+        return publisher, cursor, set()
+    state = load_cursor_state(settings.kafka, source.name)
+    resend_candidates = set(state.aborted_versions)
+    if state.aborted_transactions:
+        TRANSACTIONS_ABORTED.labels(source=source.name, reason="crash").inc(
+            state.aborted_transactions
+        )
+        log.warning(
+            "%s: %d transaction(s) of a previous poller were aborted; %d version(s) "
+            "will be sent again (invisible to read_committed consumers until then)",
+            source.name,
+            state.aborted_transactions,
+            len(resend_candidates),
+        )
+    log.info("%s: starting from cursor %s", source.name, state.cursor.updated_ms)
+    return publisher, state.cursor, resend_candidates
+
+
 def run(
     settings: Settings,
     interval_s: float,
@@ -445,28 +474,7 @@ def run(
     source = source or usgs_earthquakes(settings.source)
     resend_candidates: set[Version] = set()
     if publisher is None:
-        publisher = make_change_publisher(
-            settings,
-            schema_name=source.value_schema,
-            client_id=_client_id(source),
-            transactional_id=transactional_id(source),
-        )
-        if cursor is None:
-            state = load_cursor_state(settings.kafka, source.name)
-            cursor = state.cursor
-            resend_candidates = set(state.aborted_versions)
-            if state.aborted_transactions:
-                TRANSACTIONS_ABORTED.labels(source=source.name, reason="crash").inc(
-                    state.aborted_transactions
-                )
-                log.warning(
-                    "%s: %d transaction(s) of a previous poller were aborted; %d version(s) "
-                    "will be sent again (invisible to read_committed consumers until then)",
-                    source.name,
-                    state.aborted_transactions,
-                    len(resend_candidates),
-                )
-            log.info("%s: starting from cursor %s", source.name, cursor.updated_ms)
+        publisher, cursor, resend_candidates = _open(settings, source, cursor)
     cursor = cursor or Cursor()
     breaker = CircuitBreaker(
         settings.source.breaker_failures, settings.source.breaker_open_s,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamhouse.runtime.maven import Coordinate, resolve_bundle
+from streamhouse.runtime.maven import Coordinate, bundle_fingerprint, resolve_bundle
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -33,6 +33,16 @@ _CONNECTOR_GROUPS = (
     "org.apache.commons",
 )
 _ALREADY_IN_SPARK = ("spark-tags_2.13",)
+# Libraries on Spark's classpath that a connector's POM often drags in again.
+_SPARK_PROVIDED = (
+    "hadoop-client-api",
+    "hadoop-client-runtime",
+    "scala-library",
+    "slf4j-api",
+    "jackson-core",
+    "jackson-databind",
+    "jackson-annotations",
+)
 
 
 def connector_jars(settings: Settings) -> list[Path]:
@@ -45,7 +55,19 @@ def connector_jars(settings: Settings) -> list[Path]:
         include_groups=_CONNECTOR_GROUPS,
         exclude_artifacts=_ALREADY_IN_SPARK,
     )
-    return sorted(folder.glob("*.jar"))
+    jars = sorted(folder.glob("*.jar"))
+    if settings.spark.extra_packages:
+        extra = [Coordinate.parse(c) for c in settings.spark.extra_packages]
+        extra_folder = resolve_bundle(
+            settings.jars_dir,
+            f"spark-extra-{bundle_fingerprint(extra)}",
+            extra,
+            settings.runtime.maven_cmd,
+            # Only what Spark does not already ship (see _ALREADY_IN_SPARK's reason).
+            exclude_artifacts=_SPARK_PROVIDED,
+        )
+        jars += sorted(extra_folder.glob("*.jar"))
+    return jars
 
 
 def build_spark(settings: Settings, app_name: str) -> SparkSession:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from pydantic import ValidationError
@@ -23,6 +23,9 @@ from rich.table import Table
 from streamhouse.cli_load import app as load_app
 from streamhouse.errors import UserFacingError
 from streamhouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 app = typer.Typer(
     help="streamhouse: a streaming-first lakehouse on one machine or a cluster.",
@@ -271,8 +274,16 @@ def _parse_time(text: str | None) -> datetime | None:
     return value.replace(tzinfo=None) if value.tzinfo is None else value
 
 
-def _print_counts(title: str, counts: dict[str, int], seconds: float) -> None:
-    table = Table("table", "rows", title=f"{title} in {seconds:.1f} s")
+def _timed_replay(
+    title: str, replay_with: Callable[[SparkSession], dict[str, int]], settings: Settings
+) -> None:
+    from spark_jobs.session import build_spark
+
+    spark = build_spark(settings, "streamhouse-replay")
+    began = time.monotonic()
+    with console.status("replaying"):
+        counts = replay_with(spark)
+    table = Table("table", "rows", title=f"{title} in {time.monotonic() - began:.1f} s")
     for name, value in counts.items():
         table.add_row(name, str(value))
     out.print(table)
@@ -292,7 +303,6 @@ def replay_kafka(
 ) -> None:
     """Replay a Kafka range (offsets or timestamps) into bronze, silver and the windows."""
     from spark_jobs import replay
-    from spark_jobs.session import build_spark
 
     def action() -> None:
         settings = load_settings()
@@ -303,11 +313,11 @@ def replay_kafka(
             starting_timestamp_ms=int(start.timestamp() * 1000) if start else None,
             ending_timestamp_ms=int(end.timestamp() * 1000) if end else None,
         )
-        spark = build_spark(settings, "streamhouse-replay")
-        began = time.monotonic()
-        with console.status("replaying"):
-            counts = replay.replay_kafka(spark, settings, span, to_live=live)
-        _print_counts("replay of a Kafka range", counts, time.monotonic() - began)
+        _timed_replay(
+            "replay of a Kafka range",
+            lambda spark: replay.replay_kafka(spark, settings, span, to_live=live),
+            settings,
+        )
 
     guarded(action)
 
@@ -322,17 +332,15 @@ def replay_bronze(
 ) -> None:
     """Recompute silver and the windows from the bronze rows ingested in a time range."""
     from spark_jobs import replay
-    from spark_jobs.session import build_spark
 
     def action() -> None:
         settings = load_settings()
-        spark = build_spark(settings, "streamhouse-replay")
-        began = time.monotonic()
-        with console.status("replaying"):
-            counts = replay.replay_bronze(
-                spark, settings, _parse_time(from_time), _parse_time(to_time), to_live=live
-            )
-        _print_counts("replay of bronze", counts, time.monotonic() - began)
+        start, end = _parse_time(from_time), _parse_time(to_time)
+        _timed_replay(
+            "replay of bronze",
+            lambda spark: replay.replay_bronze(spark, settings, start, end, to_live=live),
+            settings,
+        )
 
     guarded(action)
 

@@ -87,6 +87,11 @@ class SparkSettings(BaseModel):
         description="How far event time may lag the newest seen before the aggregates drop it.",
     )
     ui_enabled: bool = False
+    extra_packages: list[str] = Field(
+        default_factory=list,
+        description="More Maven coordinates for Spark's classpath (e.g. hadoop-aws for s3a://), "
+        "resolved into the jar cache like the connectors.",
+    )
     driver_host: str = Field("127.0.0.1", description="Address executors reach the driver at.")
     driver_bind_address: str = Field("127.0.0.1", description="Address the driver binds to.")
 
