@@ -51,7 +51,6 @@ WINDOWS = (
     WindowSpec(QUAKE_WINDOWS_1M, "1 minute", None),
     WindowSpec(QUAKE_WINDOWS_1H, "1 hour", "5 minutes"),
 )
-QUERY_NAMES = tuple(w.query_name for w in WINDOWS)
 
 
 def deduplicated_events(bronze_stream: DataFrame, watermark_delay: str) -> DataFrame:
