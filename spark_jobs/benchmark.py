@@ -37,6 +37,7 @@ from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M
 from spark_jobs import replay
 from spark_jobs.delta_io import table_exists
 from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
+from streamhouse.topics import offset_span
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -87,21 +88,7 @@ def _stream_rows_written(settings: Settings) -> int:
 
 
 def _topic_size(settings: Settings) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    topic = settings.kafka.changes_topic
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"bench-{uuid.uuid4()}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        return sum(
-            high - low
-            for low, high in (
-                consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                for p in partitions
-            )
-        )
-    finally:
-        consumer.close()
+    return offset_span(settings.kafka, settings.kafka.changes_topic)
 
 
 def _spawn(settings: Settings, args: list[str], log: Path) -> subprocess.Popen[bytes]:

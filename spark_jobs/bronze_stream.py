@@ -81,16 +81,22 @@ class ChangeBatchWriter:
         """Where ``table`` lives in this writer's lake."""
         return table.path(self._lake_root)
 
-    def decode(self, batch: DataFrame) -> tuple[DataFrame, DataFrame]:
-        """(bronze rows, quarantine rows) of a batch of Kafka records."""
+    def classify(self, batch: DataFrame) -> DataFrame:
+        """A batch of Kafka records decoded in one pass, with a ``reason`` where it failed."""
         framed = transforms.split_wire_format(batch)
         ids = [
             row.schema_id
             for row in framed.where(F.col("wire_ok")).select("schema_id").distinct().collect()
         ]
-        decoded, rejected = transforms.decode_changes(
-            framed, self._schemas.resolve(ids), self._reader_schema
-        )
+        return transforms.classify_changes(framed, self._schemas.resolve(ids), self._reader_schema)
+
+    def decode(self, batch: DataFrame) -> tuple[DataFrame, DataFrame]:
+        """(bronze rows, quarantine rows) of a batch of Kafka records."""
+        return self._split(self.classify(batch))
+
+    @staticmethod
+    def _split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+        decoded, rejected = transforms.split_classified(classified)
         ingested_at = F.current_timestamp()
         return (
             transforms.to_bronze(decoded, ingested_at),
@@ -107,7 +113,9 @@ class ChangeBatchWriter:
         """
         spark = batch.sparkSession
         timer = _StepTimer(batch_id)
-        bronze, quarantine = self.decode(batch.persist())
+        # Decoded once and cached: bronze and quarantine are two filters of it.
+        classified = self.classify(batch.persist()).persist()
+        bronze, quarantine = self._split(classified)
         bronze = transforms.flag_late(bronze, self._max_before(spark), self._delay_ms).persist()
         quarantine = quarantine.persist()
         try:
@@ -130,6 +138,7 @@ class ChangeBatchWriter:
         finally:
             quarantine.unpersist()
             bronze.unpersist()
+            classified.unpersist()
             batch.unpersist()
 
     def _max_before(self, spark: SparkSession) -> int | None:

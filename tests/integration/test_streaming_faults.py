@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -35,6 +35,7 @@ from pyspark.sql import functions as F  # noqa: N812
 from lake.tables import BRONZE_QUAKE_CHANGES, LATE_QUAKE_CHANGES, QUAKE_WINDOWS_1M, SILVER_QUAKES
 from spark_jobs import reconcile, replay
 from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
+from streamhouse.topics import offset_span
 
 EVENTS = 100_000
 KILLS = 3
@@ -47,16 +48,7 @@ def _free_port() -> int:
 
 
 def _topic_size(settings: Settings, topic: str) -> int:
-    consumer = Consumer({**settings.kafka.client_config(), "group.id": f"size-{uuid.uuid4()}"})
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        total = 0
-        for p in partitions:
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            total += high - low
-        return total
-    finally:
-        consumer.close()
+    return offset_span(settings.kafka, topic)
 
 
 def _read_topic(settings: Settings, topic: str) -> list[tuple[int, int, dict[str, Any]]]:
