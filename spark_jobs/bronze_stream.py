@@ -1,4 +1,4 @@
-"""The ingest job: Kafka change events -> bronze, quarantine and late events.
+"""The ingest job: Kafka change events -> bronze and quarantine.
 
 Reads the change-event topic with Structured Streaming (read_committed, so
 records of aborted producer transactions never appear) and, per micro-batch,
@@ -10,9 +10,12 @@ decodes the Confluent-framed Avro in the JVM (``transforms``), then:
   the Delta commit and the checkpoint commit is skipped, not written twice;
 - flags each event that is already behind the watermark (the newest event
   time bronze held before the batch, minus ``spark.watermark_delay``) with
-  ``is_late``, appends those to the late-events table and counts them. The
-  windowed aggregation leaves flagged events out, and so does a replay: the
-  decision is made once and stored with the row.
+  ``is_late`` and counts them (``late_stream`` copies them to the late-events
+  table). The windowed aggregation leaves flagged events out, and so does a
+  replay: the decision is made once and stored with the row.
+
+The batch is one Spark job in the common case (see ``__call__``): on a small
+machine each job's fixed cost, not the rows, is the latency.
 """
 
 from __future__ import annotations
@@ -21,18 +24,20 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
 
 from lake.tables import (
     BRONZE_QUAKE_CHANGES,
-    LATE_QUAKE_CHANGES,
     QUARANTINE_QUAKE_CHANGES,
     Table,
 )
 from monitoring.stream_metrics import LATE_EVENTS, ROWS_WRITTEN, observe_latency_histogram
+from producers.serialization import value_subject
 from spark_jobs import transforms
 from spark_jobs.delta_io import append_once, ensure_table
 from spark_jobs.schemas import WriterSchemas, reader_schema
+from spark_jobs.session import INGEST_POOL
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -69,6 +74,7 @@ class ChangeBatchWriter:
     def __init__(self, settings: Settings, app_prefix: str = JOB) -> None:
         self._lake_root = settings.lake_uri
         self._schemas = WriterSchemas(settings.registry.url)
+        self._subject = value_subject(settings.kafka.changes_topic)
         self._reader_schema = reader_schema()
         self._app_prefix = app_prefix
         self._delay_ms = transforms.duration_ms(settings.spark.watermark_delay)
@@ -82,13 +88,14 @@ class ChangeBatchWriter:
         return table.path(self._lake_root)
 
     def classify(self, batch: DataFrame) -> DataFrame:
-        """A batch of Kafka records decoded in one pass, with a ``reason`` where it failed."""
+        """A batch of Kafka records decoded in one pass, with a ``reason`` where it failed.
+
+        The writer schemas are the versions of the topic's value subject
+        (TopicNameStrategy); a record naming any other schema id is quarantined.
+        """
         framed = transforms.split_wire_format(batch)
-        ids = [
-            row.schema_id
-            for row in framed.where(F.col("wire_ok")).select("schema_id").distinct().collect()
-        ]
-        return transforms.classify_changes(framed, self._schemas.resolve(ids), self._reader_schema)
+        writer_schemas = self._schemas.of_subject(self._subject)
+        return transforms.classify_changes(framed, writer_schemas, self._reader_schema)
 
     def decode(self, batch: DataFrame) -> tuple[DataFrame, DataFrame]:
         """(bronze rows, quarantine rows) of a batch of Kafka records."""
@@ -106,40 +113,39 @@ class ChangeBatchWriter:
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         """Decode one micro-batch and write it to every sink, each write idempotent.
 
-        Few Spark jobs per batch, since on a small machine each job's overhead is
-        the latency: the Kafka batch and the decoded rows are cached once, one
-        aggregation gives the counts, the newest event time and the produced-at
-        histogram (for the latency metric), and empty sinks are not written.
+        On a small machine each Spark job's fixed cost is the latency, so the
+        common batch is one job: the bronze append, with the batch's figures
+        (records, rejected, late, newest event time, produced-at histogram)
+        gathered by ``observe`` while it runs. Only a batch that holds
+        undecodable records reads its Kafka range a second time, for quarantine.
         """
-        spark = batch.sparkSession
         timer = _StepTimer(batch_id)
-        # Decoded once and cached: bronze and quarantine are two filters of it.
-        classified = self.classify(batch.persist()).persist()
-        bronze, quarantine = self._split(classified)
-        bronze = transforms.flag_late(bronze, self._max_before(spark), self._delay_ms).persist()
-        quarantine = quarantine.persist()
-        try:
-            stats = transforms.batch_stats(bronze)
-            rejected = int(quarantine.count())
-            timer.step("decode")
-            if stats.rows:
-                self._append(bronze, BRONZE_QUAKE_CHANGES, "bronze", batch_id, stats.rows)
-                observe_latency_histogram("bronze", stats.produced_histogram, time.time() * 1000)
-                timer.step("bronze")
-            if rejected:
-                self._append(quarantine, QUARANTINE_QUAKE_CHANGES, "quarantine", batch_id, rejected)
-            if stats.late:
-                late = bronze.where(F.col("is_late"))
-                self._append(late, LATE_QUAKE_CHANGES, "late", batch_id, stats.late)
-                LATE_EVENTS.inc(stats.late)
-            if stats.max_event_time_ms is not None:
-                self._max_event_time_ms = max(self._max_event_time_ms or 0, stats.max_event_time_ms)
-            timer.done(stats.rows, rejected, stats.late)
-        finally:
-            quarantine.unpersist()
-            bronze.unpersist()
-            classified.unpersist()
-            batch.unpersist()
+        # Jobs started from this thread go to the ingest pool, ahead of the
+        # derived queries' jobs (see session.INGEST_POOL).
+        batch.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", INGEST_POOL)
+        classified = self.classify(batch)
+        timer.step("schemas")
+        checked = Observation()
+        bronze, _ = self._split(classified.observe(checked, transforms.rejected_count()))
+        bronze = transforms.flag_late(bronze, self._max_before(batch.sparkSession), self._delay_ms)
+        written = Observation()
+        bronze = bronze.observe(written, *transforms.batch_metrics())
+        self._append(bronze, BRONZE_QUAKE_CHANGES, "bronze", batch_id)
+        committed_ms = time.time() * 1000
+        timer.step("bronze")
+        stats = transforms.batch_stats(written.get)
+        ROWS_WRITTEN.labels(JOB, "bronze").inc(stats.rows)
+        observe_latency_histogram("bronze", stats.produced_histogram, committed_ms)
+        LATE_EVENTS.inc(stats.late)
+        rejected = int(checked.get["rejected"])
+        if rejected:
+            _, quarantine = self._split(classified)
+            self._append(quarantine, QUARANTINE_QUAKE_CHANGES, "quarantine", batch_id)
+            ROWS_WRITTEN.labels(JOB, "quarantine").inc(rejected)
+            timer.step("quarantine")
+        if stats.max_event_time_ms is not None:
+            self._max_event_time_ms = max(self._max_event_time_ms or 0, stats.max_event_time_ms)
+        timer.done(stats.rows, rejected, stats.late)
 
     def _max_before(self, spark: SparkSession) -> int | None:
         if not self._max_loaded:
@@ -149,9 +155,8 @@ class ChangeBatchWriter:
             self._max_loaded = True
         return self._max_event_time_ms
 
-    def _append(self, rows: DataFrame, table: Table, sink: str, batch_id: int, count: int) -> None:
+    def _append(self, rows: DataFrame, table: Table, sink: str, batch_id: int) -> None:
         append_once(rows, table, self.path(table), f"{self._app_prefix}.{sink}", batch_id)
-        ROWS_WRITTEN.labels(JOB, sink).inc(count)
 
 
 class _StepTimer:
@@ -201,5 +206,5 @@ def start(spark: SparkSession, settings: Settings, available_now: bool = False) 
     if available_now:
         writer = writer.trigger(availableNow=True)
     else:
-        writer = writer.trigger(processingTime=settings.spark.trigger_interval)
+        writer = writer.trigger(processingTime=settings.trigger_for(QUERY_NAME))
     return writer.start()

@@ -70,11 +70,20 @@ def merge_upsert(
     key: tuple[str, ...],
     *,
     update_condition: str | None = None,
+    target_filter: str | None = None,
 ) -> None:
     """MERGE ``source`` into the table on ``key``: update matches (when the condition holds),
-    insert the rest. Creates the table from ``source``'s schema on first use."""
+    insert the rest. Creates the table from ``source``'s schema on first use.
+
+    ``target_filter`` (on ``target.`` columns) bounds the rows the source can
+    match, so Delta skips every file whose statistics fall outside it instead
+    of scanning the whole table for matches, which is most of a MERGE's cost
+    once a table has many files.
+    """
     ensure_table(spark, table, path, source)
     on = " AND ".join(f"target.{k} <=> source.{k}" for k in key)
+    if target_filter:
+        on = f"{on} AND {target_filter}"
     (
         DeltaTable.forPath(spark, path)
         .alias("target")

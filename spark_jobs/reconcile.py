@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F  # noqa: N812
 
-from lake.tables import SILVER_QUAKES, Table
+from lake.tables import QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES, Table
 from spark_jobs import transforms
-from spark_jobs.aggregates_stream import WINDOWS
 from spark_jobs.replay import replay_table
 
 if TYPE_CHECKING:
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
 
     from streamhouse.settings import Settings
 
+WINDOW_TABLES = (QUAKE_WINDOWS_1M, QUAKE_WINDOWS_1H)
 WINDOW_VALUES = ("event_count", "max_mag", "mean_mag", "distinct_entities")
 SILVER_VALUES = ("op", "updated_ms", "event_time_ms", "mag", "is_deleted")
 
@@ -82,9 +82,9 @@ def reconcile(
 ) -> list[Difference]:
     """Every difference between the live and the replayed silver and window tables."""
     differences: list[Difference] = []
-    for spec in WINDOWS:
-        live = _load(spark, spec.table, settings.lake_uri)
-        replayed = _load(spark, replay_table(spec.table), settings.lake_uri)
+    for table in WINDOW_TABLES:
+        live = _load(spark, table, settings.lake_uri)
+        replayed = _load(spark, replay_table(table), settings.lake_uri)
         if window_start_from is not None:
             live = live.where(F.col("window_start") >= F.lit(window_start_from))
             replayed = replayed.where(F.col("window_start") >= F.lit(window_start_from))
@@ -92,7 +92,7 @@ def reconcile(
             live = live.where(F.col("window_end") <= F.lit(closed_before))
             replayed = replayed.where(F.col("window_end") <= F.lit(closed_before))
         rows = compare(live, replayed, transforms.WINDOW_KEY, WINDOW_VALUES).collect()
-        differences.extend(_as_differences(spec.table.name, rows, transforms.WINDOW_KEY))
+        differences.extend(_as_differences(table.name, rows, transforms.WINDOW_KEY))
     live_silver = _load(spark, SILVER_QUAKES, settings.lake_uri)
     replay_silver = _load(spark, replay_table(SILVER_QUAKES), settings.lake_uri)
     if entities is not None:

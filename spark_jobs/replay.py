@@ -26,11 +26,13 @@ from pyspark.sql import functions as F  # noqa: N812
 
 from lake.tables import (
     BRONZE_QUAKE_CHANGES,
+    QUAKE_WINDOWS_1H,
+    QUAKE_WINDOWS_1M,
     SILVER_QUAKES,
     Table,
 )
 from spark_jobs import transforms
-from spark_jobs.aggregates_stream import WINDOWS, WindowSpec
+from spark_jobs.aggregates_stream import HOUR, HOUR_SLIDE, MINUTE
 from spark_jobs.bronze_stream import ChangeBatchWriter, kafka_reader_options
 from spark_jobs.delta_io import ensure_table, merge_upsert, table_exists
 from streamhouse.errors import UserFacingError
@@ -118,14 +120,12 @@ def _replace(rows: DataFrame, table: Table, path: str, predicate: str) -> None:
     writer.save(path)
 
 
-def derived_windows(bronze_rows: DataFrame, spec: WindowSpec) -> DataFrame:
-    """The window rows the live aggregates hold for ``bronze_rows``, recomputed in batch."""
+def minute_windows(bronze_rows: DataFrame) -> DataFrame:
+    """The minute window rows the live aggregates hold for ``bronze_rows``, in batch."""
     # The live query keeps the first copy of a version: copies are equal but for
     # produced_at_ms, which only the latency column depends on.
     first_copy = transforms.on_time(bronze_rows).dropDuplicates(["entity_id", "updated_ms"])
-    return transforms.window_aggregates(
-        transforms.with_event_time(first_copy), spec.duration, spec.slide
-    )
+    return transforms.window_aggregates(transforms.with_event_time(first_copy), MINUTE)
 
 
 def replay(
@@ -148,15 +148,18 @@ def replay(
         update_condition=transforms.SILVER_UPDATE_CONDITION,
     )
     counts["silver"] = int(silver.count())
-    for spec in WINDOWS:
-        table = spec.table if to_live else replay_table(spec.table)
-        windows = derived_windows(bronze_rows, spec).persist()
+    minutes = minute_windows(bronze_rows).persist()
+    # The hours roll up from the replayed minutes, as the live rollup does from the live ones.
+    hours = transforms.rollup_windows(minutes, HOUR, HOUR_SLIDE).persist()
+    for live_table, windows in ((QUAKE_WINDOWS_1M, minutes), (QUAKE_WINDOWS_1H, hours)):
+        table = live_table if to_live else replay_table(live_table)
         span = windows.agg(F.min("window_start"), F.max("window_end")).first()
         if span is not None and span[0] is not None:
             predicate = f"window_start >= '{_ts(span[0])}' AND window_end <= '{_ts(span[1])}'"
             _replace(windows, table, table.path(settings.lake_uri), predicate)
-        counts[spec.table.name] = int(windows.count())
-        windows.unpersist()
+        counts[live_table.name] = int(windows.count())
+    hours.unpersist()
+    minutes.unpersist()
     return counts
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
@@ -16,22 +14,36 @@ def reader_schema(name: str = "quake_change") -> str:
 
 
 class WriterSchemas:
-    """Writer schemas by id, fetched from the registry once and kept (ids are immutable)."""
+    """The writer schemas of a subject, by id; each version is fetched from the registry once."""
 
     def __init__(self, registry_url: str) -> None:
         self._client = SchemaRegistryClient({"url": registry_url})
+        # (subject, version) -> (schema id, schema); a registered version never changes.
+        self._versions: dict[tuple[str, int], tuple[int, str]] = {}
 
-    @lru_cache(maxsize=1024)  # noqa: B019 - one instance per job; schemas by id never change
-    def get(self, schema_id: int) -> str | None:
-        """The schema registered under ``schema_id``, or None when the registry has none."""
+    def of_subject(self, subject: str) -> dict[int, str]:
+        """Every version of ``subject`` as {schema id: schema}; empty when it has none yet.
+
+        One registry call per use (the version list) plus one per version not
+        seen before. A record is produced only after its schema is registered,
+        so every id a batch read from Kafka can hold is in the answer, and the
+        batch is decoded without first scanning it for the ids it holds.
+        """
         try:
-            return str(self._client.get_schema(schema_id).schema_str)
+            versions = self._client.get_versions(subject)
         except SchemaRegistryError as error:
             if error.http_status_code == 404:
-                return None
+                return {}
             raise
-
-    def resolve(self, schema_ids: list[int]) -> dict[int, str]:
-        """The known writer schemas among ``schema_ids``; unknown ids are left out."""
-        found = {i: self.get(i) for i in schema_ids}
-        return {i: s for i, s in found.items() if s is not None}
+        for version in versions:
+            if (subject, version) not in self._versions:
+                registered = self._client.get_version(subject, version)
+                self._versions[(subject, version)] = (
+                    int(registered.schema_id),
+                    str(registered.schema.schema_str),
+                )
+        return {
+            schema_id: schema
+            for (name, _), (schema_id, schema) in sorted(self._versions.items())
+            if name == subject
+        }

@@ -70,6 +70,33 @@ def connector_jars(settings: Settings) -> list[Path]:
     return jars
 
 
+INGEST_POOL = "ingest"
+_POOLS = f"""<?xml version="1.0"?>
+<allocations>
+  <pool name="{INGEST_POOL}">
+    <schedulingMode>FIFO</schedulingMode><weight>4</weight><minShare>1</minShare>
+  </pool>
+  <pool name="default">
+    <schedulingMode>FAIR</schedulingMode><weight>1</weight><minShare>0</minShare>
+  </pool>
+</allocations>
+"""
+
+
+def _fair_pools(settings: Settings) -> Path:
+    """The FAIR scheduler's pools: ingest's tasks go first when the cores are short."""
+    path = settings.state_dir / "spark" / "fairscheduler.xml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists() or path.read_text() != _POOLS:
+        path.write_text(_POOLS)
+    return path
+
+
+def _is_local(uri: str) -> bool:
+    """True for a plain path or a file: URI."""
+    return "://" not in uri or uri.startswith("file:")
+
+
 def build_spark(settings: Settings, app_name: str) -> SparkSession:
     """A SparkSession for ``app_name`` configured from the settings."""
     from pyspark.sql import SparkSession
@@ -88,6 +115,7 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         # The ingest and window queries share the driver: FAIR keeps a long
         # window MERGE from holding back the next bronze batch.
         .config("spark.scheduler.mode", "FAIR")
+        .config("spark.scheduler.allocation.file", str(_fair_pools(settings)))
         # RocksDB keeps window and dedup state off the JVM heap and checkpoints
         # only the changes of each batch.
         .config(
@@ -107,7 +135,24 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
             "spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}"
         )
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
+        # Every idempotent append (txnAppId) rebuilds the table state to look up
+        # its transaction; with Delta's default of 50 partitions that is 50 tasks.
+        .config(
+            "spark.databricks.delta.snapshotPartitions", str(spark_cfg.delta_snapshot_partitions)
+        )
     )
+    if _is_local(settings.lake_uri) and _is_local(settings.checkpoint_dir("", "")):
+        # On a local disk, the default FileContext-based manager renames through
+        # Hadoop's RawLocalFileSystem, which (without Hadoop's native library)
+        # forks `readlink` and `chmod` for every offset, commit and Delta
+        # checksum file: tens of ms each, per micro-batch. The FileSystem-based
+        # one renames with java.io. It is only safe with one writer per
+        # checkpoint, which a streaming query is; object stores keep the default.
+        builder = builder.config(
+            "spark.sql.streaming.checkpointFileManagerClass",
+            "org.apache.spark.sql.execution.streaming.checkpointing."
+            "FileSystemBasedCheckpointFileManager",
+        )
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark

@@ -64,4 +64,4 @@ def start(spark: SparkSession, settings: Settings, available_now: bool = False) 
     )
     if available_now:
         return writer.trigger(availableNow=True).start()
-    return writer.trigger(processingTime=settings.spark.trigger_interval).start()
+    return writer.trigger(processingTime=settings.trigger_for(QUERY_NAME)).start()

@@ -1,4 +1,4 @@
-"""Run the streaming queries in one driver: ingest (Kafka -> bronze), silver and aggregates.
+"""Run the streaming queries in one driver: ingest (bronze, late events), silver, aggregates.
 
 One SparkSession, one Prometheus endpoint, one listener for all queries, and
 a supervisor: a query that fails is restarted from its checkpoint (which is
@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import Counter, start_http_server
 
 from monitoring.stream_metrics import PrometheusListener
-from spark_jobs import aggregates_stream, bronze_stream, silver_stream
+from spark_jobs import aggregates_stream, bronze_stream, late_stream, silver_stream
 from spark_jobs.session import build_spark
 from streamhouse.errors import UserFacingError
 from streamhouse.settings import Settings
@@ -54,15 +54,21 @@ def query_factories(
         factories[bronze_stream.QUERY_NAME] = lambda: bronze_stream.start(
             spark, settings, available_now=available_now
         )
+        # The late-events table belongs to ingest: it copies the rows ingest flagged.
+        factories[late_stream.QUERY_NAME] = lambda: late_stream.start(
+            spark, settings, available_now=available_now
+        )
     if "silver" in jobs:
         factories[silver_stream.QUERY_NAME] = lambda: silver_stream.start(
             spark, settings, available_now=available_now
         )
     if "aggregates" in jobs:
-        for spec in aggregates_stream.WINDOWS:
-            factories[spec.query_name] = lambda spec=spec: aggregates_stream.start_window(  # type: ignore[misc]
-                spark, settings, spec, available_now
-            )
+        factories[aggregates_stream.MINUTE_QUERY] = lambda: aggregates_stream.start_minute_windows(
+            spark, settings, available_now
+        )
+        factories[aggregates_stream.HOUR_QUERY] = lambda: aggregates_stream.start_hour_rollup(
+            spark, settings, available_now
+        )
     return factories
 
 

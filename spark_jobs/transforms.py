@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column
 from pyspark.sql import functions as F  # noqa: N812
@@ -252,51 +252,96 @@ def with_event_time(rows: DataFrame) -> DataFrame:
     return rows.withColumn("event_time", F.timestamp_millis("event_time_ms"))
 
 
-def window_aggregates(rows: DataFrame, duration: str, slide: str | None = None) -> DataFrame:
-    """Per event-time window and network: events, max and mean magnitude, distinct entities.
+def window_aggregates(rows: DataFrame, duration: str = "1 minute") -> DataFrame:
+    """Per tumbling event-time window and network: events, magnitude figures, distinct entities.
 
     Works the same on a watermarked stream (update mode) and on a static
     DataFrame (a replay). ``rows`` must hold distinct (entity_id, updated_ms)
-    versions: a duplicate delivery is not a second event.
+    versions: a duplicate delivery is not a second event. Each row also keeps
+    what longer windows are rolled up from (``rollup_windows``): the magnitude
+    sum and count, and the entities' HyperLogLog sketch.
     """
-    window = F.window("event_time", duration, slide) if slide else F.window("event_time", duration)
-    return (
-        rows.groupBy(window.alias("window"), F.coalesce(F.col("net"), F.lit("?")).alias("net"))
-        .agg(
+    return _window_columns(
+        rows.groupBy(
+            F.window("event_time", duration).alias("window"),
+            F.coalesce(F.col("net"), F.lit("?")).alias("net"),
+        ).agg(
             F.count(F.lit(1)).alias("event_count"),
+            F.count("mag").alias("mag_count"),
+            F.sum("mag").alias("sum_mag"),
             F.max("mag").alias("max_mag"),
-            F.avg("mag").alias("mean_mag"),
-            # HyperLogLog++: a fixed-size sketch in the state store, where an exact
-            # count would keep every entity id of every open window. Its merge is
-            # order-independent, so a replay gives the very same number.
-            F.approx_count_distinct("entity_id", DISTINCT_RSD).alias("distinct_entities"),
+            # A DataSketches HLL sketch: fixed size in the state store, where an exact
+            # count would keep every entity id of every open window, and mergeable,
+            # so hourly windows are unions of minute sketches. Union and estimate are
+            # order-independent: a replay gives the very same number.
+            F.hll_sketch_agg("entity_id", HLL_LG_K).alias("entity_sketch"),
             F.max("produced_at_ms").alias("last_produced_at_ms"),
-        )
-        .select(
-            F.col("window.start").alias("window_start"),
-            F.col("window.end").alias("window_end"),
-            "net",
-            "event_count",
-            "max_mag",
-            "mean_mag",
-            "distinct_entities",
-            "last_produced_at_ms",
         )
     )
 
 
+def rollup_windows(minute_rows: DataFrame, duration: str, slide: str) -> DataFrame:
+    """Longer sliding windows (e.g. 1 hour every 5 minutes) from the 1-minute window rows.
+
+    A minute window lies wholly inside every longer window that contains its
+    start, so summing counts and magnitude sums, taking maxima and uniting the
+    sketches of those minutes gives exactly the longer window's figures.
+    """
+    return _window_columns(
+        minute_rows.groupBy(
+            F.window("window_start", duration, slide).alias("window"), F.col("net")
+        ).agg(
+            F.sum("event_count").alias("event_count"),
+            F.sum("mag_count").alias("mag_count"),
+            F.sum("sum_mag").alias("sum_mag"),
+            F.max("max_mag").alias("max_mag"),
+            F.hll_union_agg("entity_sketch").alias("entity_sketch"),
+            F.max("last_produced_at_ms").alias("last_produced_at_ms"),
+        )
+    )
+
+
+def _window_columns(aggregated: DataFrame) -> DataFrame:
+    return aggregated.select(
+        F.col("window.start").alias("window_start"),
+        F.col("window.end").alias("window_end"),
+        "net",
+        F.col("event_count").cast("long").alias("event_count"),
+        F.col("max_mag"),
+        (F.col("sum_mag") / F.col("mag_count")).alias("mean_mag"),
+        F.hll_sketch_estimate("entity_sketch").alias("distinct_entities"),
+        F.col("mag_count").cast("long").alias("mag_count"),
+        F.col("sum_mag"),
+        F.col("entity_sketch"),
+        F.col("last_produced_at_ms"),
+    )
+
+
+def windows_containing(minute_rows: DataFrame, duration: str, slide: str) -> DataFrame:
+    """The (window_start, window_end, net) of every longer window holding one of the minutes."""
+    return minute_rows.select(
+        F.window("window_start", duration, slide).alias("window"), F.col("net")
+    ).select(
+        F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), "net"
+    )
+
+
 WINDOW_KEY = ("window_start", "window_end", "net")
-DISTINCT_RSD = 0.01
+# 2^12 buckets: about 1.6 % relative error on distinct entities, a few KB per window.
+HLL_LG_K = 12
 
 
 # -- batch statistics ----------------------------------------------------------
 
 PRODUCED_AT_RESOLUTION_MS = 100
+# histogram_numeric is exact while a batch holds at most this many distinct
+# produced-at buckets (51 s of production at 100 ms); past that it merges bins.
+PRODUCED_AT_BINS = 512
 
 
 @dataclass(frozen=True)
 class BatchStats:
-    """What one aggregation over a batch of bronze rows tells the ingest job."""
+    """What the ingest job learns about a batch of bronze rows while writing it."""
 
     rows: int
     late: int
@@ -306,26 +351,34 @@ class BatchStats:
     produced_histogram: list[tuple[int, int]]
 
 
-def batch_stats(bronze_rows: DataFrame) -> BatchStats:
-    """Rows, late rows, newest event time and the produced-at histogram, in one Spark job."""
-    bucket = (F.col("produced_at_ms") / PRODUCED_AT_RESOLUTION_MS).cast("long")
-    groups = (
-        bronze_rows.groupBy(bucket.alias("bucket"))
-        .agg(
-            F.count(F.lit(1)).alias("rows"),
-            F.sum(F.col("is_late").cast("int")).alias("late"),
-            F.max("event_time_ms").alias("max_event_time_ms"),
-        )
-        .collect()
-    )
-    newest = [g.max_event_time_ms for g in groups if g.max_event_time_ms is not None]
+def rejected_count() -> Column:
+    """Observed on a classified batch: the records that did not decode."""
+    return F.count(F.col("reason")).alias("rejected")
+
+
+def batch_metrics() -> list[Column]:
+    """Aggregates observed on bronze rows while they are written (``DataFrame.observe``),
+    so the figures cost no Spark job of their own; ``batch_stats`` reads them."""
+    bucket = F.floor(F.col("produced_at_ms") / PRODUCED_AT_RESOLUTION_MS).cast("long")
+    return [
+        F.count(F.lit(1)).alias("rows"),
+        F.count(F.when(F.col("is_late"), 1)).alias("late"),
+        F.max("event_time_ms").alias("max_event_time_ms"),
+        F.histogram_numeric(bucket, F.lit(PRODUCED_AT_BINS)).alias("produced"),
+    ]
+
+
+def batch_stats(observed: dict[str, Any]) -> BatchStats:
+    """The figures ``batch_metrics`` observed."""
+    # Merged partial histograms can hold one bin several times: add them up.
+    produced: dict[int, int] = {}
+    for point in observed.get("produced") or []:
+        bucket = round(float(point["x"])) * PRODUCED_AT_RESOLUTION_MS
+        produced[bucket] = produced.get(bucket, 0) + round(float(point["y"]))
+    newest = observed.get("max_event_time_ms")
     return BatchStats(
-        rows=sum(int(g.rows) for g in groups),
-        late=sum(int(g.late or 0) for g in groups),
-        max_event_time_ms=int(max(newest)) if newest else None,
-        produced_histogram=[
-            (int(g.bucket) * PRODUCED_AT_RESOLUTION_MS, int(g.rows))
-            for g in groups
-            if g.bucket is not None
-        ],
+        rows=int(observed.get("rows") or 0),
+        late=int(observed.get("late") or 0),
+        max_event_time_ms=int(newest) if newest is not None else None,
+        produced_histogram=sorted(produced.items()),
     )

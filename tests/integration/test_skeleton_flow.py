@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from pyspark.sql import DataFrame, SparkSession
 
 from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
@@ -88,7 +89,8 @@ def test_every_fixture_record_reaches_bronze_once_with_its_values(
 def test_poison_records_are_quarantined_and_the_query_goes_on(
     running_stack: Settings, spark: SparkSession, tmp_path: Any
 ) -> None:
-    """Random bytes, an unknown schema id and truncated Avro end in quarantine."""
+    """Random bytes, an unknown schema id, truncated Avro and another subject's schema id
+    end in quarantine."""
     topic = f"poison-{uuid.uuid4().hex[:8]}"
     admin = AdminClient(running_stack.kafka.client_config())
     admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])[topic].result(30)
@@ -98,10 +100,22 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
             "kafka": running_stack.kafka.model_copy(update={"changes_topic": topic}),
         }
     )
-    # A valid record, copied from the live topic's first message, then three poison ones.
-    good = _first_message_value(running_stack)
+    # A valid record, copied from the live topic's first message and framed with the
+    # id of its schema under this topic's subject (TopicNameStrategy: the ingest job
+    # decodes only versions of <topic>-value), then three poison ones.
+    live = _first_message_value(running_stack)
+    registry = SchemaRegistryClient({"url": running_stack.registry.url})
+    writer = registry.get_schema(int.from_bytes(live[1:5], "big"))
+    own_id = registry.register_schema(f"{topic}-value", writer)
+    good = b"\x00" + own_id.to_bytes(4, "big") + live[5:]
     producer = Producer(running_stack.kafka.client_config())
-    for value in (good, b"\x13\x37random", b"\x00\x00\x00\x7f\xffabc", good[:-8]):
+    # Last, a valid record of another subject's schema: decodable, but not a change event.
+    other_id = registry.register_schema(
+        f"other-{topic}-value",
+        Schema('{"type":"record","name":"Other","fields":[{"name":"x","type":"long"}]}', "AVRO"),
+    )
+    other = b"\x00" + other_id.to_bytes(4, "big") + b"\x02"
+    for value in (good, b"\x13\x37random", b"\x00\x00\x00\x7f\xffabc", good[:-8], other):
         producer.produce(topic, value=value)
     assert producer.flush(30) == 0
 
@@ -115,7 +129,9 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
     reasons = {r.kafka_offset: r.reason for r in quarantine.collect()}
     assert reasons[1].startswith("not in the Confluent wire format")
     assert reasons[2] == "unknown schema id 32767"
+    assert own_id != 32767
     assert reasons[3].startswith("Avro payload does not decode")
+    assert reasons[4] == f"unknown schema id {other_id}"
     raw = {r.kafka_offset: bytes(r.raw_value) for r in quarantine.collect()}
     assert raw[1] == b"\x13\x37random"
 
@@ -130,7 +146,7 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
     side = replay.replay_table(BRONZE_QUAKE_CHANGES).path(settings.lake_uri)
     for _ in range(2):
         counts = replay.replay_kafka(spark, settings, replay.KafkaRange())
-        assert (counts["records"], counts["bronze"], counts["quarantined"]) == (4, 1, 3)
+        assert (counts["records"], counts["bronze"], counts["quarantined"]) == (5, 1, 4)
         replayed = spark.read.format("delta").load(side)
         assert replayed.count() == 1
     live_row = bronze.drop("ingested_at", "ingest_date").collect()[0].asDict()

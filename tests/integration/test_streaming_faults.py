@@ -32,7 +32,13 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
-from lake.tables import BRONZE_QUAKE_CHANGES, LATE_QUAKE_CHANGES, QUAKE_WINDOWS_1M, SILVER_QUAKES
+from lake.tables import (
+    BRONZE_QUAKE_CHANGES,
+    LATE_QUAKE_CHANGES,
+    QUAKE_WINDOWS_1H,
+    QUAKE_WINDOWS_1M,
+    SILVER_QUAKES,
+)
 from spark_jobs import reconcile, replay
 from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
 from streamhouse.topics import offset_span
@@ -171,10 +177,18 @@ def test_exactly_once_through_kills_and_replay_equals_live(
         on_time_versions = (
             bronze_now.where(~F.col("is_late")).select("entity_id", "updated_ms").distinct().count()
         )
+        late_rows = spark.read.format("delta").load(LATE_QUAKE_CHANGES.path(lake)).count()
+        if late_rows != bronze_now.where(F.col("is_late")).count():
+            return False
         windowed = spark.read.format("delta").load(QUAKE_WINDOWS_1M.path(lake))
         counted = windowed.agg(F.sum("event_count")).first()
-        return silver_rows == len({v["entity_id"] for _, _, v in records}) and (
-            counted is not None and counted[0] == on_time_versions
+        # Each event falls in 12 one-hour windows sliding by 5 minutes.
+        hourly = spark.read.format("delta").load(QUAKE_WINDOWS_1H.path(lake))
+        counted_hourly = hourly.agg(F.sum("event_count")).first()
+        return (
+            silver_rows == len({v["entity_id"] for _, _, v in records})
+            and (counted is not None and counted[0] == on_time_versions)
+            and (counted_hourly is not None and counted_hourly[0] == 12 * on_time_versions)
         )
 
     deadline = time.monotonic() + 480

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Observation, SparkSession
 
 from spark_jobs import transforms
 
@@ -65,9 +66,34 @@ def test_tumbling_and_sliding_windows(spark: SparkSession) -> None:
     assert (second.event_count, second.max_mag, second.mean_mag) == (1, None, None)
     assert one_minute[(datetime(2026, 11, 26, 12, 0), "?")].event_count == 1
 
-    hourly = transforms.window_aggregates(events, "1 hour", "5 minutes").collect()
+    minutes = transforms.window_aggregates(events, "1 minute")
+    hourly = transforms.rollup_windows(minutes, "1 hour", "5 minutes").collect()
     # Every event falls in 12 overlapping one-hour windows sliding by 5 minutes.
     assert sum(r.event_count for r in hourly) == 5 * 12
+    noon = {r.net: r for r in hourly if r.window_start == datetime(2026, 11, 26, 12, 0)}
+    # Rolled up from two minutes of "ci": the sketches unite (a counted once), the
+    # mean is over the magnitudes present, the newest produced-at is kept.
+    assert (noon["ci"].event_count, noon["ci"].distinct_entities) == (4, 3)
+    assert (noon["ci"].max_mag, noon["ci"].mean_mag) == (3.0, 2.0)
+    assert noon["ci"].last_produced_at_ms == 40
+
+
+def test_hour_windows_of_changed_minutes_only(spark: SparkSession) -> None:
+    from spark_jobs.aggregates_stream import hour_windows_of
+
+    bronze = rows(
+        spark,
+        [
+            ("a", "UPSERT", 1, T0 + 5_000, 10, "ci", 1.0, 0, 0),
+            ("b", "UPSERT", 1, T0 + 3 * 3_600_000, 20, "ci", 2.0, 0, 1),
+        ],
+    )
+    minutes = transforms.window_aggregates(transforms.with_event_time(bronze), "1 minute")
+    changed = minutes.where("window_start = timestamp '2026-11-26 12:00:00'")
+    hours = hour_windows_of(minutes, changed).collect()
+    # The 12 hour windows holding 12:00, each with event a only: b's hours are not touched.
+    assert len(hours) == 12
+    assert {r.event_count for r in hours} == {1}
 
 
 def test_durations() -> None:
@@ -105,7 +131,9 @@ def test_lateness_is_decided_from_what_bronze_held_before(spark: SparkSession) -
     } == {"a", "b"}
 
 
-def test_batch_stats_in_one_aggregation(spark: SparkSession) -> None:
+def test_batch_stats_are_observed_while_the_rows_are_written(
+    spark: SparkSession, tmp_path: Path
+) -> None:
     bronze = transforms.flag_late(
         rows(
             spark,
@@ -118,7 +146,9 @@ def test_batch_stats_in_one_aggregation(spark: SparkSession) -> None:
         T0,
         600_000,
     )
-    stats = transforms.batch_stats(bronze)
+    observation = Observation()
+    bronze.observe(observation, *transforms.batch_metrics()).write.parquet(str(tmp_path / "out"))
+    stats = transforms.batch_stats(observation.get)
     assert (stats.rows, stats.late, stats.max_event_time_ms) == (3, 1, T0 + 5)
     assert sorted(stats.produced_histogram) == [(1_000_000, 2), (1_000_200, 1)]
 

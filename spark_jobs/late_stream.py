@@ -1,0 +1,61 @@
+"""The late-events job: bronze rows flagged ``is_late`` -> the late-events table.
+
+The ingest job decides lateness (``transforms.flag_late``) and counts the late
+events in its metrics; this query copies those rows into their own table, so
+that events the windows leave out are kept where an analyst looks for them.
+It reads bronze as a Delta stream on a slow trigger: nobody waits seconds for
+this table, and the ingest query keeps the cores.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pyspark.sql import functions as F  # noqa: N812
+
+from lake.tables import LATE_QUAKE_CHANGES
+from monitoring.stream_metrics import ROWS_WRITTEN
+from spark_jobs.bronze_stream import ensure_bronze
+from spark_jobs.delta_io import append_once
+from streamhouse.settings import Settings
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.streaming import StreamingQuery
+
+JOB = "late"
+QUERY_NAME = "late_quake_changes"
+
+
+class LateAppender:
+    """``foreachBatch`` of the late-events query: an idempotent append per batch."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._path = LATE_QUAKE_CHANGES.path(settings.lake_uri)
+
+    def __call__(self, late_rows: DataFrame, batch_id: int) -> None:
+        """Append the batch's late rows (none: no commit)."""
+        late_rows = late_rows.persist()
+        try:
+            count = int(late_rows.count())
+            if count:
+                append_once(late_rows, LATE_QUAKE_CHANGES, self._path, QUERY_NAME, batch_id)
+                ROWS_WRITTEN.labels(JOB, LATE_QUAKE_CHANGES.name).inc(count)
+        finally:
+            late_rows.unpersist()
+
+
+def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
+    """Start the late-events query, reading bronze as a stream."""
+    bronze_path = ensure_bronze(spark, settings)
+    writer = (
+        spark.readStream.format("delta")
+        .load(bronze_path)
+        .where(F.col("is_late"))
+        .writeStream.queryName(QUERY_NAME)
+        .foreachBatch(LateAppender(settings))
+        .option("checkpointLocation", settings.checkpoint_dir(JOB, LATE_QUAKE_CHANGES.name))
+    )
+    if available_now:
+        return writer.trigger(availableNow=True).start()
+    return writer.trigger(processingTime=settings.trigger_for(QUERY_NAME)).start()
