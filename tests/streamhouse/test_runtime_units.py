@@ -79,8 +79,13 @@ def test_unknown_service_name_is_one_sentence() -> None:
 
 
 def test_settings_env_round_trips() -> None:
-    settings = Settings(kafka={"changes_topic": "t1"}, runtime={"ports": {"registry": 18081}})
+    settings = Settings(
+        kafka={"changes_topic": "t1"},
+        runtime={"ports": {"registry": 18081}},
+        spark={"trigger_overrides": {"silver_quakes": "5 seconds"}},
+    )
     env = {k: v for k, v in settings_env(settings).items() if k.startswith("STREAMHOUSE_")}
+    assert env["STREAMHOUSE_SPARK__TRIGGER_OVERRIDES__SILVER_QUAKES"] == "5 seconds"
     assert env["STREAMHOUSE_KAFKA__CHANGES_TOPIC"] == "t1"
     assert env["STREAMHOUSE_RUNTIME__PORTS__REGISTRY"] == "18081"
     mp = pytest.MonkeyPatch()
@@ -90,6 +95,14 @@ def test_settings_env_round_trips() -> None:
         assert Settings() == settings
     finally:
         mp.undo()
+
+
+def test_trigger_per_query_falls_back_to_the_trigger_interval() -> None:
+    settings = Settings(
+        spark={"trigger_interval": "3 seconds", "trigger_overrides": {"silver_quakes": "1 minute"}}
+    )
+    assert settings.trigger_for("silver_quakes") == "1 minute"
+    assert settings.trigger_for("bronze_quake_changes") == "3 seconds"
 
 
 def test_spawned_process_is_found_and_stopped_by_pid(tmp_path: Path) -> None:
