@@ -97,7 +97,7 @@ class WindowMerger:
             self._table,
             self._path,
             transforms.WINDOW_KEY,
-            target_filter=f"target.window_start >= timestamp'{oldest.isoformat(sep=' ')}'",
+            target_filter=f"target.window_start >= {transforms.sql_timestamp(oldest)}",
         )
         committed_ms = time.time() * 1000
         ROWS_WRITTEN.labels(JOB, self._table.name).inc(len(changed))

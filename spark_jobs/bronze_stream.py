@@ -99,10 +99,11 @@ class ChangeBatchWriter:
 
     def decode(self, batch: DataFrame) -> tuple[DataFrame, DataFrame]:
         """(bronze rows, quarantine rows) of a batch of Kafka records."""
-        return self._split(self.classify(batch))
+        return self.split(self.classify(batch))
 
     @staticmethod
-    def _split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+    def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
+        """(bronze rows, quarantine rows) of a classified batch."""
         decoded, rejected = transforms.split_classified(classified)
         ingested_at = F.current_timestamp()
         return (
@@ -126,7 +127,7 @@ class ChangeBatchWriter:
         classified = self.classify(batch)
         timer.step("schemas")
         checked = Observation()
-        bronze, _ = self._split(classified.observe(checked, transforms.rejected_count()))
+        bronze, _ = self.split(classified.observe(checked, transforms.rejected_count()))
         bronze = transforms.flag_late(bronze, self._max_before(batch.sparkSession), self._delay_ms)
         written = Observation()
         bronze = bronze.observe(written, *transforms.batch_metrics())
@@ -139,7 +140,7 @@ class ChangeBatchWriter:
         LATE_EVENTS.inc(stats.late)
         rejected = int(checked.get["rejected"])
         if rejected:
-            _, quarantine = self._split(classified)
+            _, quarantine = self.split(classified)
             self._append(quarantine, QUARANTINE_QUAKE_CHANGES, "quarantine", batch_id)
             ROWS_WRITTEN.labels(JOB, "quarantine").inc(rejected)
             timer.step("quarantine")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
 
 from lake.tables import (
@@ -36,7 +37,8 @@ from spark_jobs.aggregates_stream import HOUR, HOUR_SLIDE, MINUTE
 from spark_jobs.bronze_stream import ChangeBatchWriter, kafka_reader_options
 from spark_jobs.delta_io import ensure_table, merge_upsert, table_exists
 from streamhouse.errors import UserFacingError
-from streamhouse.settings import Settings
+from streamhouse.settings import KafkaSettings, Settings
+from streamhouse.topics import resolve_offsets
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -51,22 +53,44 @@ class KafkaRange:
     starting_timestamp_ms: int | None = None
     ending_timestamp_ms: int | None = None
 
-    def options(self) -> dict[str, str]:
-        """Spark Kafka source options selecting the range."""
-        options: dict[str, str] = {}
-        if self.starting_offsets:
-            options["startingOffsets"] = _check_offsets(self.starting_offsets)
-        elif self.starting_timestamp_ms is not None:
-            options["startingTimestamp"] = str(self.starting_timestamp_ms)
-        else:
-            options["startingOffsets"] = "earliest"
-        if self.ending_offsets:
-            options["endingOffsets"] = _check_offsets(self.ending_offsets)
-        elif self.ending_timestamp_ms is not None:
-            options["endingTimestamp"] = str(self.ending_timestamp_ms)
-        else:
-            options["endingOffsets"] = "latest"
-        return options
+    def resolve(self, kafka: KafkaSettings, topic: str) -> dict[int, tuple[int, int]]:
+        """``{partition: (first offset, end offset exclusive)}`` the range covers now."""
+        return resolve_offsets(
+            kafka,
+            topic,
+            _bound(self.starting_offsets, self.starting_timestamp_ms, "earliest", topic),
+            _bound(self.ending_offsets, self.ending_timestamp_ms, "latest", topic),
+        )
+
+
+def _bound(
+    offsets: str | None, timestamp_ms: int | None, default: str, topic: str
+) -> dict[int, int] | str | int:
+    if offsets:
+        text = _check_offsets(offsets)
+        if text in ("earliest", "latest"):
+            return text
+        parsed = json.loads(text)
+        if topic not in parsed:
+            raise UserFacingError(
+                f"Offsets {text!r} do not name the topic {topic!r}: give them as "
+                f'\'{{"{topic}": {{"0": 0, "1": 0}}}}\'.'
+            )
+        return {int(p): int(o) for p, o in parsed[topic].items()}
+    if timestamp_ms is not None:
+        return timestamp_ms
+    return default
+
+
+def positions_predicate(topic: str, offsets: dict[int, tuple[int, int]]) -> str:
+    """A SQL predicate on bronze's Kafka columns selecting exactly ``offsets``."""
+    ranges = [
+        f"(kafka_topic = '{topic}' AND kafka_partition = {p} "
+        f"AND kafka_offset >= {first} AND kafka_offset < {end})"
+        for p, (first, end) in sorted(offsets.items())
+        if end > first
+    ]
+    return " OR ".join(ranges) if ranges else "false"
 
 
 def _check_offsets(text: str) -> str:
@@ -89,29 +113,16 @@ def replay_table(table: Table) -> Table:
     return Table(table.name, f"{table.layer}_replay", table.partition_by, table.description)
 
 
-def read_kafka_range(spark: SparkSession, settings: Settings, span: KafkaRange) -> DataFrame:
-    """The Kafka records of ``span`` (read_committed), as the stream would see them."""
+def read_kafka_range(
+    spark: SparkSession, settings: Settings, topic: str, offsets: dict[int, tuple[int, int]]
+) -> DataFrame:
+    """The Kafka records at ``offsets`` (read_committed), as the stream would see them."""
     options = kafka_reader_options(settings)
     for streaming_only in ("startingOffsets", "maxOffsetsPerTrigger", "failOnDataLoss"):
         options.pop(streaming_only, None)
-    options.update(span.options())
+    options["startingOffsets"] = json.dumps({topic: {str(p): r[0] for p, r in offsets.items()}})
+    options["endingOffsets"] = json.dumps({topic: {str(p): r[1] for p, r in offsets.items()}})
     return spark.read.format("kafka").options(**options).load()
-
-
-def _coordinates_predicate(bronze_rows: DataFrame) -> str:
-    """A SQL predicate selecting exactly the Kafka positions present in ``bronze_rows``."""
-    bounds = (
-        bronze_rows.groupBy("kafka_topic", "kafka_partition")
-        .agg(F.min("kafka_offset").alias("lo"), F.max("kafka_offset").alias("hi"))
-        .collect()
-    )
-    if not bounds:
-        return "false"
-    return " OR ".join(
-        f"(kafka_topic = '{b.kafka_topic}' AND kafka_partition = {b.kafka_partition} "
-        f"AND kafka_offset BETWEEN {b.lo} AND {b.hi})"
-        for b in bounds
-    )
 
 
 def _replace(rows: DataFrame, table: Table, path: str, predicate: str) -> None:
@@ -155,16 +166,15 @@ def replay(
         table = live_table if to_live else replay_table(live_table)
         span = windows.agg(F.min("window_start"), F.max("window_end")).first()
         if span is not None and span[0] is not None:
-            predicate = f"window_start >= '{_ts(span[0])}' AND window_end <= '{_ts(span[1])}'"
+            predicate = (
+                f"window_start >= {transforms.sql_timestamp(span[0])} "
+                f"AND window_end <= {transforms.sql_timestamp(span[1])}"
+            )
             _replace(windows, table, table.path(settings.lake_uri), predicate)
         counts[live_table.name] = int(windows.count())
     hours.unpersist()
     minutes.unpersist()
     return counts
-
-
-def _ts(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def with_live_lateness(
@@ -174,12 +184,19 @@ def with_live_lateness(
 
     Lateness depends on what bronze held when a batch arrived, so a replay takes
     the live decision instead of deciding again with other batch boundaries.
+    Only the late positions are looked up (a small set, broadcast), so this
+    costs no shuffle of the replayed rows.
     """
     path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
     if not table_exists(spark, path):
         return bronze_rows.withColumn("is_late", F.lit(False))
-    live = spark.read.format("delta").load(path).select(*POSITION, "is_late")
-    return bronze_rows.join(live, list(POSITION), "left").withColumn(
+    late = (
+        spark.read.format("delta")
+        .load(path)
+        .where(F.col("is_late"))
+        .select(*POSITION, F.lit(True).alias("is_late"))
+    )
+    return bronze_rows.join(F.broadcast(late), list(POSITION), "left").withColumn(
         "is_late", F.coalesce(F.col("is_late"), F.lit(False))
     )
 
@@ -190,24 +207,32 @@ POSITION = ("kafka_topic", "kafka_partition", "kafka_offset")
 def replay_kafka(
     spark: SparkSession, settings: Settings, span: KafkaRange, *, to_live: bool = False
 ) -> dict[str, int]:
-    """Replay a Kafka range: decode, write bronze (replaceWhere on the positions), derive."""
-    records = read_kafka_range(spark, settings, span).persist()
+    """Replay a Kafka range: decode, write bronze (replaceWhere on the positions), derive.
+
+    The range is resolved to concrete offsets first, so the records read and
+    the positions bronze replaces are the same. The Kafka records are read and
+    decoded once, straight into bronze (the counts are observed during that
+    write); silver and the windows are then computed from the bronze rows just
+    written, read back from Delta rather than held in memory.
+    """
+    topic = settings.kafka.changes_topic
+    offsets = span.resolve(settings.kafka, topic)
+    predicate = positions_predicate(topic, offsets)
     writer = ChangeBatchWriter(settings)
-    bronze_rows, quarantine_rows = writer.decode(records)
-    bronze_rows = with_live_lateness(spark, settings, bronze_rows).persist()
+    seen = Observation()
+    classified = writer.classify(read_kafka_range(spark, settings, topic, offsets))
+    decoded, _ = writer.split(
+        classified.observe(seen, F.count(F.lit(1)).alias("records"), transforms.rejected_count())
+    )
     bronze_table = BRONZE_QUAKE_CHANGES if to_live else replay_table(BRONZE_QUAKE_CHANGES)
-    counts = {"records": int(records.count()), "bronze": int(bronze_rows.count())}
-    counts["quarantined"] = int(quarantine_rows.count())
+    bronze_path = bronze_table.path(settings.lake_uri)
+    _replace(with_live_lateness(spark, settings, decoded), bronze_table, bronze_path, predicate)
+    observed = seen.get
+    counts = {"records": int(observed["records"]), "quarantined": int(observed["rejected"])}
+    bronze_rows = spark.read.format("delta").load(bronze_path).where(predicate)
+    counts["bronze"] = int(bronze_rows.count())
     if counts["bronze"]:
-        _replace(
-            bronze_rows,
-            bronze_table,
-            bronze_table.path(settings.lake_uri),
-            _coordinates_predicate(bronze_rows),
-        )
         counts.update(replay(spark, settings, bronze_rows, to_live=to_live))
-    bronze_rows.unpersist()
-    records.unpersist()
     return counts
 
 

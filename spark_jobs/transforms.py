@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Column
@@ -324,6 +325,17 @@ def windows_containing(minute_rows: DataFrame, duration: str, slide: str) -> Dat
     ).select(
         F.col("window.start").alias("window_start"), F.col("window.end").alias("window_end"), "net"
     )
+
+
+def sql_timestamp(value: datetime) -> str:
+    """A SQL literal for a timestamp PySpark collected, whatever the machine's time zone.
+
+    PySpark turns a timestamp into a naive datetime in the Python process's
+    local zone, while SQL reads a timestamp text in the session's zone (UTC
+    here): spelling the datetime out would shift it on any machine not in UTC.
+    The epoch milliseconds are the same in both.
+    """
+    return f"timestamp_millis({round(value.timestamp() * 1000)})"
 
 
 WINDOW_KEY = ("window_start", "window_end", "net")

@@ -26,3 +26,54 @@ def offset_span(kafka: KafkaSettings, topic: str) -> int:
         return total
     finally:
         consumer.close()
+
+
+def resolve_offsets(
+    kafka: KafkaSettings,
+    topic: str,
+    start: dict[int, int] | str | int,
+    end: dict[int, int] | str | int,
+) -> dict[int, tuple[int, int]]:
+    """Concrete ``{partition: (first offset, end offset exclusive)}`` of a range of ``topic``.
+
+    Each bound is ``"earliest"``, ``"latest"``, a ``{partition: offset}`` map
+    (-2 earliest, -1 latest, as Spark reads them) or an epoch-ms timestamp,
+    which means the first offset whose record timestamp is at or after it, as
+    Spark's ``startingTimestamp``/``endingTimestamp`` do.
+    """
+    consumer = Consumer({**kafka.client_config(), "group.id": f"inspect-{uuid.uuid4()}"})
+    try:
+        partitions = sorted(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+        marks = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            for p in partitions
+        }
+
+        def at(bound: dict[int, int] | str | int) -> dict[int, int]:
+            if isinstance(bound, int):
+                found = consumer.offsets_for_times(
+                    [TopicPartition(topic, p, bound) for p in partitions], timeout=10
+                )
+                return {tp.partition: tp.offset for tp in found}
+            if isinstance(bound, str):
+                return {p: -2 if bound == "earliest" else -1 for p in partitions}
+            return {p: bound.get(p, -1) for p in partitions}
+
+        return clamp_offsets(marks, at(start), at(end))
+    finally:
+        consumer.close()
+
+
+def clamp_offsets(
+    marks: dict[int, tuple[int, int]], start: dict[int, int], end: dict[int, int]
+) -> dict[int, tuple[int, int]]:
+    """Turn -2 / -1 (earliest / latest, or "no record at or after that time") into
+    offsets within each partition's (low, high) watermarks; an empty range stays empty."""
+    resolved = {}
+    for partition, (low, high) in marks.items():
+        first = start.get(partition, -2)
+        last = end.get(partition, -1)
+        first = low if first == -2 else high if first < 0 else min(max(first, low), high)
+        last = low if last == -2 else high if last < 0 else min(max(last, low), high)
+        resolved[partition] = (first, max(first, last))
+    return resolved

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from pyspark.sql import DataFrame, Observation, SparkSession
 
 from spark_jobs import transforms
@@ -94,6 +95,25 @@ def test_hour_windows_of_changed_minutes_only(spark: SparkSession) -> None:
     # The 12 hour windows holding 12:00, each with event a only: b's hours are not touched.
     assert len(hours) == 12
     assert {r.event_count for r in hours} == {1}
+
+
+def test_sql_timestamp_survives_a_machine_time_zone_other_than_utc(
+    spark: SparkSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    instant = "timestamp'2026-11-26 12:34:56.789'"  # read in the session zone, UTC
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        collected = spark.sql(f"select {instant} as t").first()
+        assert collected is not None
+        assert collected.t == datetime(2026, 11, 26, 7, 34, 56, 789000), "local naive time"
+        same = spark.sql(f"select {transforms.sql_timestamp(collected.t)} = {instant}").first()
+        assert same is not None and same[0] is True
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
 
 
 def test_durations() -> None:
