@@ -193,16 +193,24 @@ def latest_per_entity(bronze_rows: DataFrame) -> DataFrame:
     delivery) the lowest Kafka position wins so the choice is deterministic. A
     DELETE becomes a tombstone (``is_deleted``) rather than a missing row, so
     an older version arriving after the delete cannot bring the entity back.
-    """
-    from pyspark.sql.window import Window
 
-    newest_first = Window.partitionBy("entity_id").orderBy(
-        F.col("updated_ms").desc(), F.col("kafka_partition"), F.col("kafka_offset")
+    One hash aggregation (the max of a struct that leads with the ranking
+    fields) rather than a window function: partial aggregation keeps one row
+    per entity per task, where ``row_number`` would sort every row.
+    """
+    kept = [c for c in bronze_rows.columns if c != "entity_id" and c not in SILVER_DROP]
+    newest = F.max(
+        F.struct(
+            F.col("updated_ms").alias("_rank_updated"),
+            (-F.col("kafka_partition")).alias("_rank_partition"),
+            (-F.col("kafka_offset")).alias("_rank_offset"),
+            *[F.col(c) for c in kept],
+        )
     )
     return (
-        bronze_rows.withColumn("_rank", F.row_number().over(newest_first))
-        .where(F.col("_rank") == 1)
-        .drop("_rank", *SILVER_DROP)
+        bronze_rows.groupBy("entity_id")
+        .agg(newest.alias("_newest"))
+        .select("entity_id", *[F.col(f"_newest.{c}").alias(c) for c in kept])
         .withColumn("is_deleted", F.col("op") == F.lit("DELETE"))
     )
 
