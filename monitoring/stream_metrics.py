@@ -5,15 +5,11 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
-from pyspark.sql import functions as F  # noqa: N812
 from pyspark.sql.streaming import StreamingQueryListener
-
-if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
 
 INPUT_ROWS_PER_S = Gauge(
     "streamhouse_stream_input_rows_per_second", "Rows per second arriving at the query", ["query"]
@@ -115,8 +111,9 @@ STATE_ROWS = Gauge(
 )
 
 # End-to-end latency: produced_at_ms (stamped by the producer) to the Delta
-# commit that made the row visible. Observed in bulk, one Spark aggregation per
-# batch, so the buckets are exposed by a collector of our own.
+# commit that made the row visible. Observed in bulk, from a produced-at
+# histogram the writer gathers while it writes (or from the few window rows a
+# batch changed), so the buckets are exposed by a collector of our own.
 LATENCY_BUCKETS_S = (0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 7.5, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0)
 
 
@@ -158,22 +155,6 @@ END_TO_END_LATENCY = BulkHistogram(
     "Produced-at to committed-in-Delta, per sink",
     LATENCY_BUCKETS_S,
 )
-
-
-def observe_commit_latency(
-    rows: DataFrame, sink: str, produced_col: str = "produced_at_ms"
-) -> None:
-    """Record the latency of ``rows`` just committed to ``sink`` (now minus produced-at)."""
-    now_ms = time.time() * 1000.0
-    latency_s = (F.lit(now_ms) - F.col(produced_col)) / 1000.0
-    aggregates = [F.sum((latency_s <= bound).cast("long")) for bound in LATENCY_BUCKETS_S]
-    result = rows.agg(*aggregates, F.count(F.lit(1)), F.sum(latency_s)).first()
-    if result is None or not result[-2]:
-        return
-    values = list(result)
-    END_TO_END_LATENCY.add(
-        sink, [int(v or 0) for v in values[:-2]], int(values[-2]), float(values[-1])
-    )
 
 
 def observe_latency_histogram(

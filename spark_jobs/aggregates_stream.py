@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F  # noqa: N812
 
-from lake.tables import QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, Table
+from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, Table
 from monitoring.stream_metrics import ROWS_WRITTEN, observe_latency_histogram
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import ensure_table, merge_upsert
+from spark_jobs.session import start_query
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -117,7 +118,6 @@ class HourRollup:
 
     def __init__(self, settings: Settings) -> None:
         self._minute_path = QUAKE_WINDOWS_1M.path(settings.lake_uri)
-        self._path = QUAKE_WINDOWS_1H.path(settings.lake_uri)
         self._merger = WindowMerger(settings, QUAKE_WINDOWS_1H)
 
     def __call__(self, changes: DataFrame, batch_id: int) -> None:
@@ -141,21 +141,20 @@ def start_minute_windows(
     spark: SparkSession, settings: Settings, available_now: bool = False
 ) -> StreamingQuery:
     """Start the 1-minute window query, reading bronze as a stream."""
-    bronze_path = ensure_bronze(spark, settings)
-    ensure_minute_windows(spark, settings)
+    ensure_minute_windows(spark, settings)  # and bronze, which it is derived from
     events = deduplicated_events(
-        spark.readStream.format("delta").load(bronze_path), settings.spark.watermark_delay
+        spark.readStream.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)),
+        settings.spark.watermark_delay,
     )
-    writer = (
+    return start_query(
         transforms.window_aggregates(events, MINUTE)
-        .writeStream.queryName(MINUTE_QUERY)
-        .outputMode("update")
-        .foreachBatch(WindowMerger(settings, QUAKE_WINDOWS_1M))
-        .option("checkpointLocation", settings.checkpoint_dir(JOB, QUAKE_WINDOWS_1M.name))
+        .writeStream.outputMode("update")
+        .foreachBatch(WindowMerger(settings, QUAKE_WINDOWS_1M)),
+        settings,
+        MINUTE_QUERY,
+        settings.checkpoint_dir(JOB, QUAKE_WINDOWS_1M.name),
+        available_now,
     )
-    if available_now:
-        return writer.trigger(availableNow=True).start()
-    return writer.trigger(processingTime=settings.trigger_for(MINUTE_QUERY)).start()
 
 
 def start_hour_rollup(
@@ -163,14 +162,11 @@ def start_hour_rollup(
 ) -> StreamingQuery:
     """Start the 1-hour rollup query, reading the minute table's change feed."""
     minute_path = ensure_minute_windows(spark, settings)
-    writer = (
-        spark.readStream.format("delta")
-        .option("readChangeFeed", "true")
-        .load(minute_path)
-        .writeStream.queryName(HOUR_QUERY)
-        .foreachBatch(HourRollup(settings))
-        .option("checkpointLocation", settings.checkpoint_dir(JOB, QUAKE_WINDOWS_1H.name))
+    changes = spark.readStream.format("delta").option("readChangeFeed", "true").load(minute_path)
+    return start_query(
+        changes.writeStream.foreachBatch(HourRollup(settings)),
+        settings,
+        HOUR_QUERY,
+        settings.checkpoint_dir(JOB, QUAKE_WINDOWS_1H.name),
+        available_now,
     )
-    if available_now:
-        return writer.trigger(availableNow=True).start()
-    return writer.trigger(processingTime=settings.trigger_for(HOUR_QUERY)).start()

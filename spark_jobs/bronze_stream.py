@@ -37,7 +37,7 @@ from producers.serialization import value_subject
 from spark_jobs import transforms
 from spark_jobs.delta_io import append_once, ensure_table
 from spark_jobs.schemas import WriterSchemas, reader_schema
-from spark_jobs.session import INGEST_POOL
+from spark_jobs.session import INGEST_POOL, start_query
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -96,10 +96,6 @@ class ChangeBatchWriter:
         framed = transforms.split_wire_format(batch)
         writer_schemas = self._schemas.of_subject(self._subject)
         return transforms.classify_changes(framed, writer_schemas, self._reader_schema)
-
-    def decode(self, batch: DataFrame) -> tuple[DataFrame, DataFrame]:
-        """(bronze rows, quarantine rows) of a batch of Kafka records."""
-        return self.split(self.classify(batch))
 
     @staticmethod
     def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -199,13 +195,10 @@ def start(spark: SparkSession, settings: Settings, available_now: bool = False) 
     """Start the ingest query; ``available_now`` reads what is in Kafka, then stops."""
     ensure_bronze(spark, settings)
     stream = spark.readStream.format("kafka").options(**kafka_reader_options(settings)).load()
-    writer = (
-        stream.writeStream.queryName(QUERY_NAME)
-        .foreachBatch(ChangeBatchWriter(settings))
-        .option("checkpointLocation", settings.checkpoint_dir(JOB, "quake_changes"))
+    return start_query(
+        stream.writeStream.foreachBatch(ChangeBatchWriter(settings)),
+        settings,
+        QUERY_NAME,
+        settings.checkpoint_dir(JOB, "quake_changes"),
+        available_now,
     )
-    if available_now:
-        writer = writer.trigger(availableNow=True)
-    else:
-        writer = writer.trigger(processingTime=settings.trigger_for(QUERY_NAME))
-    return writer.start()

@@ -17,6 +17,7 @@ from lake.tables import LATE_QUAKE_CHANGES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import append_once
+from spark_jobs.session import start_query
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -48,14 +49,11 @@ class LateAppender:
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
     """Start the late-events query, reading bronze as a stream."""
     bronze_path = ensure_bronze(spark, settings)
-    writer = (
-        spark.readStream.format("delta")
-        .load(bronze_path)
-        .where(F.col("is_late"))
-        .writeStream.queryName(QUERY_NAME)
-        .foreachBatch(LateAppender(settings))
-        .option("checkpointLocation", settings.checkpoint_dir(JOB, LATE_QUAKE_CHANGES.name))
+    late = spark.readStream.format("delta").load(bronze_path).where(F.col("is_late"))
+    return start_query(
+        late.writeStream.foreachBatch(LateAppender(settings)),
+        settings,
+        QUERY_NAME,
+        settings.checkpoint_dir(JOB, LATE_QUAKE_CHANGES.name),
+        available_now,
     )
-    if available_now:
-        return writer.trigger(availableNow=True).start()
-    return writer.trigger(processingTime=settings.trigger_for(QUERY_NAME)).start()

@@ -14,6 +14,7 @@ from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
+    from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
 SPARK_VERSION = "4.1.1"
 DELTA_VERSION = "4.4.0"
@@ -156,3 +157,18 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
+
+
+def start_query(
+    writer: DataStreamWriter,
+    settings: Settings,
+    name: str,
+    checkpoint: str,
+    available_now: bool = False,
+) -> StreamingQuery:
+    """Start a query under ``name`` with its checkpoint: on its trigger from the settings
+    (``trigger_for(name)``), or reading what is there and stopping (``available_now``)."""
+    writer = writer.queryName(name).option("checkpointLocation", checkpoint)
+    if available_now:
+        return writer.trigger(availableNow=True).start()
+    return writer.trigger(processingTime=settings.trigger_for(name)).start()

@@ -17,6 +17,7 @@ from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import merge_upsert
+from spark_jobs.session import start_query
 from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
@@ -55,13 +56,12 @@ class SilverMerger:
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
     """Start the silver query, reading bronze as a stream."""
     bronze_path = ensure_bronze(spark, settings)
-    writer = (
+    return start_query(
         spark.readStream.format("delta")
         .load(bronze_path)
-        .writeStream.queryName(QUERY_NAME)
-        .foreachBatch(SilverMerger(settings))
-        .option("checkpointLocation", settings.checkpoint_dir(JOB, SILVER_QUAKES.name))
+        .writeStream.foreachBatch(SilverMerger(settings)),
+        settings,
+        QUERY_NAME,
+        settings.checkpoint_dir(JOB, SILVER_QUAKES.name),
+        available_now,
     )
-    if available_now:
-        return writer.trigger(availableNow=True).start()
-    return writer.trigger(processingTime=settings.trigger_for(QUERY_NAME)).start()
