@@ -17,6 +17,10 @@ class Table:
     layer: str
     partition_by: tuple[str, ...]
     description: str
+    #: Whether a MERGE marks replaced rows in a deletion vector (cheap when it
+    #: touches few rows of big files) or rewrites the files it touches (cheaper
+    #: for tables of a few small files, and keeps them at a few files).
+    deletion_vectors: bool = True
 
     def path(self, lake_root: str) -> str:
         """Location of the table under ``lake_root`` (a path or a URI)."""
@@ -53,6 +57,9 @@ QUAKE_WINDOWS_1M = Table(
     name="quake_windows_1m",
     layer="aggregates",
     partition_by=(),
+    # A few rows per network and minute: each MERGE rewrites one small file,
+    # 0.5 s faster than writing deletion vectors, and the table stays small.
+    deletion_vectors=False,
     description="1-minute tumbling event-time windows per network: count, max/mean magnitude, "
     "distinct entities.",
 )
@@ -61,6 +68,7 @@ QUAKE_WINDOWS_1H = Table(
     name="quake_windows_1h",
     layer="aggregates",
     partition_by=(),
+    deletion_vectors=False,  # small, like the minute table
     description="1-hour windows sliding every 5 minutes per network: count, max/mean magnitude, "
     "distinct entities.",
 )

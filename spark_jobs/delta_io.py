@@ -17,14 +17,21 @@ if TYPE_CHECKING:
 
     from lake.tables import Table
 
-# Every table keeps a change data feed: silver's feeds downstream increments,
-# and each table's _commit_timestamp measures end-to-end latency exactly.
-# Deletion vectors let a MERGE mark replaced rows instead of rewriting whole
-# files, which is most of a small upsert's cost (compaction rewrites later).
-TABLE_PROPERTIES = {
-    "delta.enableChangeDataFeed": "true",
-    "delta.enableDeletionVectors": "true",
-}
+
+def table_properties(table: Table) -> dict[str, str]:
+    """The Delta properties ``table`` is created with.
+
+    Every table keeps a change data feed: silver's feeds downstream increments,
+    and each table's ``_commit_timestamp`` measures end-to-end latency exactly.
+    Deletion vectors (``Table.deletion_vectors``) let a MERGE mark replaced rows
+    instead of rewriting whole files, which is most of a small upsert's cost on
+    a big table (compaction rewrites later); tables of a few small files do
+    better rewriting them.
+    """
+    return {
+        "delta.enableChangeDataFeed": "true",
+        "delta.enableDeletionVectors": str(table.deletion_vectors).lower(),
+    }
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
@@ -39,7 +46,7 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(like.schema)
     if table.partition_by:
         builder = builder.partitionedBy(*table.partition_by)
-    for key, value in TABLE_PROPERTIES.items():
+    for key, value in table_properties(table).items():
         builder = builder.property(key, value)
     builder.execute()
 
@@ -57,7 +64,7 @@ def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: in
     )
     if table.partition_by:
         writer = writer.partitionBy(*table.partition_by)
-    for key, value in TABLE_PROPERTIES.items():
+    for key, value in table_properties(table).items():
         writer = writer.option(key, value)
     writer.save(path)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, Observation, SparkSession
 
+from lake.tables import Table
 from spark_jobs import transforms
 
 COLUMNS = (
@@ -187,3 +189,41 @@ def test_latency_histogram_from_produced_times() -> None:
     assert samples[("streamhouse_end_to_end_latency_seconds_bucket", "2.0")] == 4
     assert samples[("streamhouse_end_to_end_latency_seconds_count", None)] == 4
     assert samples[("streamhouse_end_to_end_latency_seconds_sum", None)] == 6.5
+
+
+def test_window_merges_rewrite_files_and_silver_merges_write_deletion_vectors(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from lake.tables import QUAKE_WINDOWS_1M, SILVER_QUAKES
+    from spark_jobs.delta_io import merge_upsert
+
+    def update_one_of_two(table: Table, make: Callable[[DataFrame], DataFrame]) -> dict[str, str]:
+        """MERGE two rows, then a new value of one of them: what did the second MERGE do?"""
+        path, key = (
+            str(tmp_path / table.name),
+            (transforms.WINDOW_KEY if table.layer == "aggregates" else ("entity_id",)),
+        )
+        both = rows(spark, [("a", "UPSERT", 1, T0, T0, "ci", 1.0, 0, 0),
+                            ("b", "UPSERT", 1, T0, T0, "us", 1.0, 0, 1)])  # fmt: skip
+        merge_upsert(spark, make(both), table, path, key)
+        newer = rows(spark, [("a", "UPSERT", 2, T0, T0, "ci", 2.0, 0, 2)])
+        merge_upsert(spark, make(newer), table, path, key)
+        detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+        history = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()
+        assert detail is not None and history is not None
+        return {
+            "dv": detail["properties"]["delta.enableDeletionVectors"],
+            "files": str(detail["numFiles"]),
+            "dvs_added": history["operationMetrics"]["numTargetDeletionVectorsAdded"],
+        }
+
+    def minute_windows(bronze: DataFrame) -> DataFrame:
+        return transforms.window_aggregates(transforms.with_event_time(bronze), "1 minute")
+
+    # The window table stays at one file, rewritten; silver marks the old row.
+    assert update_one_of_two(QUAKE_WINDOWS_1M, minute_windows) == {
+        "dv": "false", "files": "1", "dvs_added": "0"
+    }  # fmt: skip
+    assert update_one_of_two(SILVER_QUAKES, transforms.latest_per_entity) == {
+        "dv": "true", "files": "2", "dvs_added": "1"
+    }  # fmt: skip
