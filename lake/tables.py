@@ -21,6 +21,9 @@ class Table:
     #: touches few rows of big files) or rewrites the files it touches (cheaper
     #: for tables of a few small files, and keeps them at a few files).
     deletion_vectors: bool = True
+    #: Commits between two Delta checkpoints (Delta's default: 10). A checkpoint
+    #: rewrites the table state as Parquet inside the commit that triggers it.
+    checkpoint_interval: int | None = None
 
     def path(self, lake_root: str) -> str:
         """Location of the table under ``lake_root`` (a path or a URI)."""
@@ -34,6 +37,10 @@ BRONZE_QUAKE_CHANGES = Table(
     # and are never rewritten, so partitions by ingest date stay closed once the
     # day has passed and a replay or a daily job reads only its own days.
     partition_by=("ingest_date",),
+    # About one append a second: a checkpoint every 10 of them made one batch in
+    # ten take twice as long (2.1 s instead of 0.8 s at 5,000 events/s). Every
+    # 100, a snapshot replays at most 100 small JSON commits, which cost less.
+    checkpoint_interval=100,
     description="Every change event as received, with its Kafka coordinates (append-only).",
 )
 

@@ -227,3 +227,24 @@ def test_window_merges_rewrite_files_and_silver_merges_write_deletion_vectors(
     assert update_one_of_two(SILVER_QUAKES, transforms.latest_per_entity) == {
         "dv": "true", "files": "2", "dvs_added": "1"
     }  # fmt: skip
+
+
+def test_bronze_checkpoints_every_100_commits_and_older_tables_still_append(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    from lake.tables import BRONZE_QUAKE_CHANGES
+    from spark_jobs.delta_io import append_once
+
+    batch = rows(spark, [("a", "UPSERT", 1, T0, T0, "ci", 1.0, 0, 0)])
+
+    def properties(path: Path) -> dict[str, str]:
+        detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+        assert detail is not None
+        return dict(detail["properties"])
+
+    append_once(batch, BRONZE_QUAKE_CHANGES, str(tmp_path / "new"), "test", 0)
+    assert properties(tmp_path / "new")["delta.checkpointInterval"] == "100"
+    # A table an earlier version created (Delta's default interval) takes appends as before.
+    batch.write.format("delta").partitionBy("ingest_date").save(str(tmp_path / "old"))
+    append_once(batch, BRONZE_QUAKE_CHANGES, str(tmp_path / "old"), "test", 0)
+    assert spark.read.format("delta").load(str(tmp_path / "old")).count() == 2
