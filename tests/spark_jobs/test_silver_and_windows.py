@@ -248,3 +248,9 @@ def test_bronze_checkpoints_every_100_commits_and_older_tables_still_append(
     batch.write.format("delta").partitionBy("ingest_date").save(str(tmp_path / "old"))
     append_once(batch, BRONZE_QUAKE_CHANGES, str(tmp_path / "old"), "test", 0)
     assert spark.read.format("delta").load(str(tmp_path / "old")).count() == 2
+    # The upgrade spark_jobs/README.md gives for such a table.
+    spark.sql(
+        f"ALTER TABLE delta.`{tmp_path / 'old'}` "
+        "SET TBLPROPERTIES ('delta.checkpointInterval' = '100')"
+    )
+    assert properties(tmp_path / "old")["delta.checkpointInterval"] == "100"
