@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from pyspark.sql import DataFrame, Observation, SparkSession
 
-from lake.tables import Table
+from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M, SILVER_QUAKES, Table
 from spark_jobs import transforms
+from spark_jobs.delta_io import append_once, merge_upsert
 
 COLUMNS = (
     "entity_id string, op string, updated_ms long, event_time_ms long, produced_at_ms long, "
@@ -194,9 +195,6 @@ def test_latency_histogram_from_produced_times() -> None:
 def test_window_merges_rewrite_files_and_silver_merges_write_deletion_vectors(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    from lake.tables import QUAKE_WINDOWS_1M, SILVER_QUAKES
-    from spark_jobs.delta_io import merge_upsert
-
     def update_one_of_two(table: Table, make: Callable[[DataFrame], DataFrame]) -> dict[str, str]:
         """MERGE two rows, then a new value of one of them: what did the second MERGE do?"""
         path, key = (
@@ -232,9 +230,6 @@ def test_window_merges_rewrite_files_and_silver_merges_write_deletion_vectors(
 def test_bronze_checkpoints_every_100_commits_and_older_tables_still_append(
     spark: SparkSession, tmp_path: Path
 ) -> None:
-    from lake.tables import BRONZE_QUAKE_CHANGES
-    from spark_jobs.delta_io import append_once
-
     batch = rows(spark, [("a", "UPSERT", 1, T0, T0, "ci", 1.0, 0, 0)])
 
     def properties(path: Path) -> dict[str, str]:
