@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from delta.tables import DeltaTable
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyspark.sql import DataFrame, SparkSession
 
     from lake.tables import Table
@@ -71,6 +73,22 @@ def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: in
     for key, value in table_properties(table).items():
         writer = writer.option(key, value)
     writer.save(path)
+
+
+def write_if_any(rows: DataFrame, write: Callable[[DataFrame], None]) -> int:
+    """Count ``rows`` and ``write`` them unless there are none (no empty commit).
+
+    The rows are cached for the two passes, so a micro-batch's input is read
+    and transformed once. Returns the count.
+    """
+    rows = rows.persist()
+    try:
+        count = int(rows.count())
+        if count:
+            write(rows)
+        return count
+    finally:
+        rows.unpersist()
 
 
 def merge_upsert(

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F  # noqa: N812
 from lake.tables import LATE_QUAKE_CHANGES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import append_once
+from spark_jobs.delta_io import append_once, write_if_any
 from spark_jobs.session import start_query
 from streamhouse.settings import Settings
 
@@ -36,14 +36,11 @@ class LateAppender:
 
     def __call__(self, late_rows: DataFrame, batch_id: int) -> None:
         """Append the batch's late rows (none: no commit)."""
-        late_rows = late_rows.persist()
-        try:
-            count = int(late_rows.count())
-            if count:
-                append_once(late_rows, LATE_QUAKE_CHANGES, self._path, QUERY_NAME, batch_id)
-                ROWS_WRITTEN.labels(JOB, LATE_QUAKE_CHANGES.name).inc(count)
-        finally:
-            late_rows.unpersist()
+        count = write_if_any(
+            late_rows,
+            lambda rows: append_once(rows, LATE_QUAKE_CHANGES, self._path, QUERY_NAME, batch_id),
+        )
+        ROWS_WRITTEN.labels(JOB, LATE_QUAKE_CHANGES.name).inc(count)
 
 
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:

@@ -16,7 +16,7 @@ from lake.tables import SILVER_QUAKES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import merge_upsert
+from spark_jobs.delta_io import merge_upsert, write_if_any
 from spark_jobs.session import start_query
 from streamhouse.settings import Settings
 
@@ -36,21 +36,18 @@ class SilverMerger:
 
     def __call__(self, bronze_rows: DataFrame, batch_id: int) -> None:
         """MERGE the newest version per entity of this batch into silver."""
-        latest = transforms.latest_per_entity(bronze_rows).persist()
-        try:
-            count = int(latest.count())
-            if count:
-                merge_upsert(
-                    latest.sparkSession,
-                    latest,
-                    SILVER_QUAKES,
-                    self._path,
-                    ("entity_id",),
-                    update_condition=transforms.SILVER_UPDATE_CONDITION,
-                )
-                ROWS_WRITTEN.labels(JOB, "silver").inc(count)
-        finally:
-            latest.unpersist()
+        count = write_if_any(
+            transforms.latest_per_entity(bronze_rows),
+            lambda latest: merge_upsert(
+                latest.sparkSession,
+                latest,
+                SILVER_QUAKES,
+                self._path,
+                ("entity_id",),
+                update_condition=transforms.SILVER_UPDATE_CONDITION,
+            ),
+        )
+        ROWS_WRITTEN.labels(JOB, "silver").inc(count)
 
 
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
