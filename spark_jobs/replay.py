@@ -138,9 +138,21 @@ def _replace(rows: DataFrame, table: Table, path: str, predicate: str) -> None:
 def minute_windows(bronze_rows: DataFrame) -> DataFrame:
     """The minute window rows the live aggregates hold for ``bronze_rows``, in batch."""
     # The live query keeps the first copy of a version: copies are equal but for
-    # produced_at_ms, which only the latency column depends on.
-    first_copy = transforms.on_time(bronze_rows).dropDuplicates(["entity_id", "updated_ms"])
-    return transforms.window_aggregates(transforms.with_event_time(first_copy), MINUTE)
+    # produced_at_ms, which only the latency column depends on. One row per
+    # version, grouped with its network and aggregating only fixed-width
+    # columns, is a hash aggregation of the few columns the windows use;
+    # ``dropDuplicates`` keeps the first of every column, a string among them,
+    # which makes it a sort aggregation (5.6 s against 3.3 s for 3.1 M rows).
+    versions = (
+        transforms.on_time(bronze_rows)
+        .groupBy("entity_id", "updated_ms", "net")
+        .agg(
+            F.first("mag").alias("mag"),
+            F.first("event_time_ms").alias("event_time_ms"),
+            F.min("produced_at_ms").alias("produced_at_ms"),
+        )
+    )
+    return transforms.window_aggregates(transforms.with_event_time(versions), MINUTE)
 
 
 def replay(
@@ -162,7 +174,9 @@ def replay(
         ("entity_id",),
         update_condition=transforms.SILVER_UPDATE_CONDITION,
     )
-    counts["silver"] = int(silver.count())
+    # One silver row per entity: counting the entities reads one column, where
+    # counting ``silver`` would compute the newest versions a second time.
+    counts["silver"] = int(bronze_rows.select(F.countDistinct("entity_id")).first()[0])
     minutes = minute_windows(bronze_rows).persist()
     # The hours roll up from the replayed minutes, as the live rollup does from the live ones.
     hours = transforms.rollup_windows(minutes, HOUR, HOUR_SLIDE).persist()

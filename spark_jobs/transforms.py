@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from pyspark.sql import Column
+from pyspark.sql import Column, Observation
 from pyspark.sql import functions as F  # noqa: N812
 
 if TYPE_CHECKING:
@@ -82,6 +82,12 @@ def classify_changes(
         # Keep the column's type when no schema is known (an empty or all-poison batch).
         event = F.when(F.lit(False), _decode(payload, reader_schema, reader_schema))
     with_event = framed.select(*KAFKA_COLUMNS, "wire_ok", "schema_id", event.alias("event"))
+    # A barrier the optimizer does not push filters through: without it, a
+    # filter on ``reason`` (``split_classified``) is pushed below this
+    # projection with ``event`` inlined into each field it reads, and every
+    # record is decoded once per reference: 10 times here, 49 s instead of 8 s
+    # for 3.1 M records. The count it observes is not read.
+    with_event = with_event.observe(Observation(), F.count(F.lit(1)).alias("framed"))
     # PERMISSIVE yields either null or a struct of nulls for a record that does not
     # decode: a null in any field the schema requires marks such a record.
     decoded_ok = F.col("event").isNotNull()
@@ -194,25 +200,41 @@ def latest_per_entity(bronze_rows: DataFrame) -> DataFrame:
     DELETE becomes a tombstone (``is_deleted``) rather than a missing row, so
     an older version arriving after the delete cannot bring the entity back.
 
-    One hash aggregation (the max of a struct that leads with the ranking
-    fields) rather than a window function: partial aggregation keeps one row
-    per entity per task, where ``row_number`` would sort every row.
+    Two steps: an aggregation finds each entity's winning position from the
+    four ranking columns, then a broadcast semi-join keeps the rows at those
+    positions. The max of a struct is a sort aggregation whatever it holds;
+    with every column in the struct, every column went through both sorts:
+    10.8 s against 5.2 s for 3.1 M rows on 2 cores. The winners are one small
+    row per entity (about 40 bytes), broadcast to the tasks.
     """
-    kept = [c for c in bronze_rows.columns if c != "entity_id" and c not in SILVER_DROP]
-    newest = F.max(
-        F.struct(
-            F.col("updated_ms").alias("_rank_updated"),
-            (-F.col("kafka_partition")).alias("_rank_partition"),
-            (-F.col("kafka_offset")).alias("_rank_offset"),
-            *[F.col(c) for c in kept],
+    rank = F.struct(
+        F.col("updated_ms").alias("u"),
+        (-F.col("kafka_partition")).alias("p"),
+        (-F.col("kafka_offset")).alias("o"),
+        # Rows of two topics can sit at the same partition and offset (a mirrored topic).
+        (-F.xxhash64("kafka_topic")).alias("t"),
+    )
+    winners = (
+        bronze_rows.groupBy("entity_id")
+        .agg(F.max(rank).alias("_w"))
+        .select(
+            "entity_id",
+            F.col("_w.u").alias("updated_ms"),
+            (-F.col("_w.p")).alias("kafka_partition"),
+            (-F.col("_w.o")).alias("kafka_offset"),
+            (-F.col("_w.t")).alias("_topic_hash"),
         )
     )
+    kept = [c for c in bronze_rows.columns if c != "entity_id" and c not in SILVER_DROP]
     return (
-        bronze_rows.groupBy("entity_id")
-        .agg(newest.alias("_newest"))
-        .select("entity_id", *[F.col(f"_newest.{c}").alias(c) for c in kept])
+        bronze_rows.withColumn("_topic_hash", F.xxhash64("kafka_topic"))
+        .join(F.broadcast(winners), [*_WINNER_KEY, "_topic_hash"], "left_semi")
+        .select("entity_id", *kept)
         .withColumn("is_deleted", F.col("op") == F.lit("DELETE"))
     )
+
+
+_WINNER_KEY = ("entity_id", "updated_ms", "kafka_partition", "kafka_offset")
 
 
 # Only a strictly newer version replaces the current one: a late older version
