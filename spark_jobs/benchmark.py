@@ -10,9 +10,10 @@ a running ``streamhouse stream run`` on its own topic and lake, then measures
 - consumer lag over time (records in Kafka minus rows committed to bronze),
   sampled every few seconds; a rate is sustainable when the lag at the end of
   its phase is no more than a few seconds of input;
-- replay throughput: every phase's records replayed in batch through the same
-  transforms into side tables (bronze, silver, both window tables), records
-  per second.
+- replay throughput, records per second: every phase's records replayed in
+  batch through the same transforms into side tables, once from Kafka
+  (decode, bronze, then silver and both window tables) and once from bronze
+  (silver and both window tables), each in a fresh JVM.
 
 Percentiles are exact (Spark ``percentile``), per phase.
 """
@@ -183,11 +184,43 @@ def measure_latencies(spark: SparkSession, settings: Settings, phase: PhaseResul
     )
 
 
-def measure_replay(spark: SparkSession, settings: Settings, until_ms: int) -> tuple[int, float]:
-    """Replay the topic up to ``until_ms`` through the same transforms; (records, seconds)."""
-    began = time.monotonic()
-    counts = replay.replay_kafka(spark, settings, replay.KafkaRange(ending_timestamp_ms=until_ms))
-    return counts["records"], time.monotonic() - began
+REPLAY_SOURCES = ("kafka", "bronze")
+
+
+def replay_once(spark: SparkSession, settings: Settings, source: str, until_ms: int) -> int:
+    """Replay every phase's records from ``source`` into the side tables; the records replayed.
+
+    From Kafka: the topic up to ``until_ms``, decoded and written to bronze,
+    then silver and the windows derived. From bronze: silver and the windows
+    recomputed from every bronze row (the bench's lake holds only its phases).
+    """
+    if source == "kafka":
+        span = replay.KafkaRange(ending_timestamp_ms=until_ms)
+        return replay.replay_kafka(spark, settings, span)["records"]
+    return replay.replay_bronze(spark, settings, None, None)["bronze"]
+
+
+def measure_replay(settings: Settings, source: str, until_ms: int, log: Path) -> tuple[int, float]:
+    """(records, seconds) of one replay, run in its own process.
+
+    Each replay starts in a fresh JVM, as ``streamhouse replay`` does, so
+    neither gains from the JIT warm-up of the other (on 2 cores the same
+    replay runs about a third faster in a warm JVM). The seconds exclude the
+    JVM's and the SparkSession's start.
+    """
+    with log.open("ab") as handle:
+        done = subprocess.run(
+            [sys.executable, "-m", "spark_jobs.benchmark", source, str(until_ms)],
+            env=settings_env(settings),
+            cwd=PROJECT_ROOT,
+            stdout=subprocess.PIPE,
+            stderr=handle,
+            check=False,
+        )
+    if done.returncode != 0:
+        raise RuntimeError(f"the replay from {source} failed; see {log}")
+    measured = json.loads(done.stdout.decode().strip().splitlines()[-1])
+    return int(measured["records"]), float(measured["seconds"])
 
 
 def plot(phases: list[PhaseResult], spark: SparkSession, settings: Settings, path: Path) -> None:
@@ -244,6 +277,9 @@ class StreamingBenchReport:
     replay_records: int
     replay_seconds: float
     replay_rate_per_s: float
+    bronze_replay_records: int
+    bronze_replay_seconds: float
+    bronze_replay_rate_per_s: float
     finished_at: str
     machine: dict[str, Any]
 
@@ -302,13 +338,17 @@ def run_benchmark(
     try:
         for phase in phases:
             measure_latencies(spark, bench_settings, phase)
-        # Every phase's records at once: a replay's fixed cost (planning, MERGEs,
-        # commits) is paid once per range, so a small range would understate it.
-        report("replaying every phase's records in batch")
-        records, seconds = measure_replay(spark, bench_settings, phases[-1].ended_ms)
         plot(phases, spark, bench_settings, output.with_suffix(".png"))
     finally:
         spark.stop()
+    # Every phase's records at once: a replay's fixed cost (planning, MERGEs,
+    # commits) is paid once per range, so a small range would understate it.
+    replays = {}
+    for source in REPLAY_SOURCES:
+        report(f"replaying every phase's records from {source}")
+        replays[source] = measure_replay(
+            bench_settings, source, phases[-1].ended_ms, work / "replay.log"
+        )
     sustained = [p.rate_per_s for p in phases if p.sustained]
     from producers.loadgen.bench import machine_info, timestamp
 
@@ -317,9 +357,12 @@ def run_benchmark(
         jobs=list(jobs) or ["bronze", "silver", "aggregates"],
         phases=phases,
         highest_sustained_rate=max(sustained) if sustained else None,
-        replay_records=records,
-        replay_seconds=seconds,
-        replay_rate_per_s=records / seconds if seconds else 0.0,
+        replay_records=replays["kafka"][0],
+        replay_seconds=replays["kafka"][1],
+        replay_rate_per_s=_rate(*replays["kafka"]),
+        bronze_replay_records=replays["bronze"][0],
+        bronze_replay_seconds=replays["bronze"][1],
+        bronze_replay_rate_per_s=_rate(*replays["bronze"]),
         finished_at=timestamp(),
         machine=machine_info(),
     )
@@ -336,3 +379,29 @@ def _metrics_up(settings: Settings) -> bool:
         ).is_success
     except httpx.HTTPError:
         return False
+
+
+def _rate(records: int, seconds: float) -> float:
+    return records / seconds if seconds else 0.0
+
+
+def _replay_main(argv: list[str]) -> None:
+    """``python -m spark_jobs.benchmark {kafka|bronze} UNTIL_MS``: one timed replay, JSON out."""
+    from spark_jobs.session import build_spark
+
+    source, until_ms = argv
+    if source not in REPLAY_SOURCES:
+        raise SystemExit(f"Replay source {source!r} is unknown: use kafka or bronze.")
+    settings = Settings()
+    spark = build_spark(settings, f"streamhouse-bench-replay-{source}")
+    try:
+        began = time.monotonic()
+        records = replay_once(spark, settings, source, int(until_ms))
+        seconds = time.monotonic() - began
+    finally:
+        spark.stop()
+    print(json.dumps({"records": records, "seconds": seconds}))
+
+
+if __name__ == "__main__":
+    _replay_main(sys.argv[1:])

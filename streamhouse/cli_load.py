@@ -380,9 +380,11 @@ def bench_streaming(
             )
         out.print(table)
         out.print(
-            f"highest sustained rate: {result.highest_sustained_rate} events/s; replay: "
-            f"{result.replay_records} records in {result.replay_seconds:.1f} s = "
-            f"{result.replay_rate_per_s:,.0f} records/s; report {output}, plot "
+            f"highest sustained rate: {result.highest_sustained_rate} events/s; replay "
+            f"from Kafka: {result.replay_records} records in {result.replay_seconds:.1f} s = "
+            f"{result.replay_rate_per_s:,.0f} records/s; replay from bronze: "
+            f"{result.bronze_replay_records} records in {result.bronze_replay_seconds:.1f} s = "
+            f"{result.bronze_replay_rate_per_s:,.0f} records/s; report {output}, plot "
             f"{output.with_suffix('.png')}"
         )
 
