@@ -173,7 +173,7 @@ def test_exactly_once_through_kills_and_replay_equals_live(
         if _bronze_count(spark, settings) < in_kafka:
             return False
         bronze_now = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(lake))
-        # Silver runs on a 30 s trigger: it has caught up when each entity holds
+        # Silver runs on a slow trigger: it has caught up when each entity holds
         # the newest version bronze has, not merely when every entity is there.
         silver_versions = (
             spark.read.format("delta").load(SILVER_QUAKES.path(lake))
