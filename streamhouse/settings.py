@@ -90,7 +90,7 @@ class SparkSettings(BaseModel):
     trigger_overrides: dict[str, str] = Field(
         default_factory=lambda: {
             # At 5,000 events/s over 100,000 entities, a silver MERGE of a 30 s batch
-            # took 9 s of 2 cores. Nobody waits seconds for silver: merging less
+            # took 9-14 s of 2 cores. Nobody waits seconds for silver: merging less
             # often leaves the cores to ingest and the windows (spark_jobs/README.md).
             "silver_quakes": "2 minutes",
             "late_quake_changes": "60 seconds",
