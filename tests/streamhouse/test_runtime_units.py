@@ -15,7 +15,7 @@ from streamhouse.runtime.java import parse_major_version
 from streamhouse.runtime.maven import Coordinate, bundle_fingerprint, render_pom
 from streamhouse.runtime.services import SERVICE_NAMES, build_services, kafka_server_properties
 from streamhouse.runtime.stack import check_service_names, with_dependencies
-from streamhouse.settings import Settings, settings_env
+from streamhouse.settings import DEFAULT_TRIGGER_OVERRIDES, Settings, settings_env
 
 
 @pytest.mark.parametrize(
@@ -95,6 +95,17 @@ def test_settings_env_round_trips() -> None:
         assert Settings() == settings
     finally:
         mp.undo()
+
+
+def test_one_trigger_override_keeps_the_other_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pydantic-settings built the dict from the variables alone: setting one
+    # query's trigger put silver back on the 1 s default.
+    monkeypatch.setenv(
+        "STREAMHOUSE_SPARK__TRIGGER_OVERRIDES__AGGREGATES_QUAKE_WINDOWS_1M", "5 seconds"
+    )
+    settings = Settings()
+    assert settings.trigger_for("aggregates_quake_windows_1m") == "5 seconds"
+    assert settings.trigger_for("silver_quakes") == DEFAULT_TRIGGER_OVERRIDES["silver_quakes"]
 
 
 def test_trigger_per_query_falls_back_to_the_trigger_interval() -> None:
