@@ -147,6 +147,7 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
     for _ in range(2):
         counts = replay.replay_kafka(spark, settings, replay.KafkaRange())
         assert (counts["records"], counts["bronze"], counts["quarantined"]) == (5, 1, 4)
+        assert counts["silver"] == 1  # one entity
         replayed = spark.read.format("delta").load(side)
         assert replayed.count() == 1
     live_row = bronze.drop("ingested_at", "ingest_date").collect()[0].asDict()

@@ -239,6 +239,7 @@ def test_exactly_once_through_kills_and_replay_equals_live(
     late = spark.read.format("delta").load(LATE_QUAKE_CHANGES.path(lake))
     assert late.count() == bronze.where(F.col("is_late")).count() > 0
 
-    replay.replay_bronze(spark, settings, None, None)
+    counts = replay.replay_bronze(spark, settings, None, None)
+    assert counts["silver"] == len(newest)  # one silver row per entity
     differences = reconcile.reconcile(spark, settings)
     assert differences == [], f"{len(differences)} differences, first: {differences[:5]}"
