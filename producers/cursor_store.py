@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
+from core.settings import KafkaSettings
 from producers.cursor import Cursor, Version
 from producers.errors import PublishError
-from streamhouse.settings import KafkaSettings
 
 
 @dataclass(frozen=True)

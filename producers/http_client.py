@@ -28,9 +28,9 @@ from typing import Any
 
 import httpx
 
+from core.settings import SourceSettings
 from producers.errors import PageError, SourceError
 from producers.metrics import HTTP_RESPONSES, RETRY_WAIT_SECONDS, RETRY_WAITS
-from streamhouse.settings import SourceSettings
 
 USER_AGENT = "streamhouse-poller/0.1"
 # How much of an error body goes into the exception: enough for the USGS

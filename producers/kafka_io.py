@@ -21,10 +21,10 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
+from core.settings import KafkaSettings, Settings
 from producers.errors import ProducerFencedError, PublishError
 from producers.metrics import DELIVERY_FAILURES, RECORDS_DELIVERED
 from producers.serialization import build_value_serializer, make_key_serializer
-from streamhouse.settings import KafkaSettings, Settings
 
 log = logging.getLogger(__name__)
 

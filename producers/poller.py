@@ -29,6 +29,7 @@ from typing import Any
 
 import httpx
 
+from core.settings import Settings
 from producers.breaker import CircuitBreaker
 from producers.cursor import Cursor, Version
 from producers.cursor_store import CursorRecord, encode_cursor_record, load_cursor_state
@@ -59,7 +60,6 @@ from producers.sources.base import (
     record_version,
 )
 from producers.sources.usgs import usgs_earthquakes
-from streamhouse.settings import Settings
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
+from core.schemas import SCHEMAS_DIR
 from producers.errors import PublishError
-from streamhouse.schemas import SCHEMAS_DIR
 
 HISTORY_DIR = SCHEMAS_DIR / "history"
 

@@ -11,9 +11,9 @@ from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import StringSerializer
 
+from core.schemas import load_schema_str, schema_path, value_subject
+from core.settings import RegistrySettings
 from producers.errors import PublishError
-from streamhouse.schemas import load_schema_str, schema_path
-from streamhouse.settings import RegistrySettings
 
 __all__ = ["load_schema_str", "schema_path"]
 
@@ -27,11 +27,6 @@ def load_schema(name: str) -> Schema:
     that compares texts, and could give the serializer a second schema id.
     """
     return Schema(load_schema_str(name), schema_type="AVRO")
-
-
-def value_subject(topic: str) -> str:
-    """Subject of a topic's values under the TopicNameStrategy: ``<topic>-value``."""
-    return f"{topic}-value"
 
 
 def make_registry_client(settings: RegistrySettings) -> SchemaRegistryClient:

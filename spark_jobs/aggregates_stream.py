@@ -28,13 +28,13 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, Table
 from monitoring.stream_metrics import ROWS_WRITTEN, observe_latency_histogram
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import ensure_table, merge_upsert
 from spark_jobs.session import start_query
-from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

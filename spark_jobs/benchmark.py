@@ -35,11 +35,11 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.kafka_topics import offset_span
+from core.settings import PROJECT_ROOT, Settings, settings_env
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M
 from spark_jobs import replay
 from spark_jobs.delta_io import table_exists
-from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
-from streamhouse.topics import offset_span
 
 if TYPE_CHECKING:
     from collections.abc import Callable

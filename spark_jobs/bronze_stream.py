@@ -27,18 +27,18 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.schemas import value_subject
+from core.settings import Settings
 from lake.tables import (
     BRONZE_QUAKE_CHANGES,
     QUARANTINE_QUAKE_CHANGES,
     Table,
 )
 from monitoring.stream_metrics import LATE_EVENTS, ROWS_WRITTEN, observe_latency_histogram
-from producers.serialization import value_subject
 from spark_jobs import transforms
 from spark_jobs.delta_io import append_once, ensure_table
 from spark_jobs.schemas import WriterSchemas, reader_schema
 from spark_jobs.session import INGEST_POOL, start_query
-from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING
 
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.settings import Settings
 from lake.tables import LATE_QUAKE_CHANGES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import append_once, write_if_any
 from spark_jobs.session import start_query
-from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

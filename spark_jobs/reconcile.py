@@ -22,7 +22,7 @@ from spark_jobs.replay import replay_table
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-    from streamhouse.settings import Settings
+    from core.settings import Settings
 
 WINDOW_TABLES = (QUAKE_WINDOWS_1M, QUAKE_WINDOWS_1H)
 WINDOW_VALUES = ("event_count", "max_mag", "mean_mag", "distinct_entities")

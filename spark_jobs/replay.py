@@ -25,6 +25,9 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.errors import UserFacingError
+from core.kafka_topics import resolve_offsets
+from core.settings import KafkaSettings, Settings
 from lake.tables import (
     BRONZE_QUAKE_CHANGES,
     QUAKE_WINDOWS_1H,
@@ -36,9 +39,6 @@ from spark_jobs import transforms
 from spark_jobs.aggregates_stream import HOUR, HOUR_SLIDE, MINUTE
 from spark_jobs.bronze_stream import ChangeBatchWriter, kafka_reader_options
 from spark_jobs.delta_io import ensure_table, merge_upsert, table_exists
-from streamhouse.errors import UserFacingError
-from streamhouse.settings import KafkaSettings, Settings
-from streamhouse.topics import resolve_offsets
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -5,7 +5,7 @@ from __future__ import annotations
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from streamhouse.schemas import load_schema_str
+from core.schemas import load_schema_str
 
 
 def reader_schema(name: str = "quake_change") -> str:

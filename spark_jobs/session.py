@@ -1,7 +1,8 @@
 """Build the SparkSession every job uses: Delta, Kafka and Avro from cached jars.
 
-The connector jars are resolved once from Maven Central into the jar cache and
-passed to Spark as local jars, so starting a job never downloads anything.
+The connector jars are resolved once from Maven Central into the jar cache
+(``make install``) and passed to Spark as local jars, so starting a job never
+downloads anything.
 """
 
 from __future__ import annotations
@@ -9,66 +10,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamhouse.runtime.maven import Coordinate, bundle_fingerprint, resolve_bundle
-from streamhouse.settings import Settings
+from core.jars import spark_bundles
+from core.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-SPARK_VERSION = "4.1.1"
-DELTA_VERSION = "4.4.0"
-
-SPARK_CONNECTORS = [
-    Coordinate.parse(f"io.delta:delta-spark_4.1_2.13:{DELTA_VERSION}"),
-    Coordinate.parse(f"org.apache.spark:spark-sql-kafka-0-10_2.13:{SPARK_VERSION}"),
-    Coordinate.parse(f"org.apache.spark:spark-avro_2.13:{SPARK_VERSION}"),
-]
-# Spark ships scala, jackson, hadoop, parquet, log4j...: take only the connectors'
-# own jars, never second copies of what is on Spark's classpath already.
-_CONNECTOR_GROUPS = (
-    "io.delta",
-    "io.unitycatalog",
-    "org.apache.spark",
-    "org.apache.kafka",
-    "org.apache.commons",
-)
-_ALREADY_IN_SPARK = ("spark-tags_2.13",)
-# Libraries on Spark's classpath that a connector's POM often drags in again.
-_SPARK_PROVIDED = (
-    "hadoop-client-api",
-    "hadoop-client-runtime",
-    "scala-library",
-    "slf4j-api",
-    "jackson-core",
-    "jackson-databind",
-    "jackson-annotations",
-)
-
 
 def connector_jars(settings: Settings) -> list[Path]:
-    """Paths of the Delta, Kafka and Avro connector jars, resolving them on first use."""
-    folder = resolve_bundle(
-        settings.jars_dir,
-        f"spark-connectors-{SPARK_VERSION}-delta-{DELTA_VERSION}",
-        SPARK_CONNECTORS,
-        settings.runtime.maven_cmd,
-        include_groups=_CONNECTOR_GROUPS,
-        exclude_artifacts=_ALREADY_IN_SPARK,
-    )
-    jars = sorted(folder.glob("*.jar"))
-    if settings.spark.extra_packages:
-        extra = [Coordinate.parse(c) for c in settings.spark.extra_packages]
-        extra_folder = resolve_bundle(
-            settings.jars_dir,
-            f"spark-extra-{bundle_fingerprint(extra)}",
-            extra,
-            settings.runtime.maven_cmd,
-            # Only what Spark does not already ship (see _ALREADY_IN_SPARK's reason).
-            exclude_artifacts=_SPARK_PROVIDED,
-        )
-        jars += sorted(extra_folder.glob("*.jar"))
-    return jars
+    """Paths of the Delta, Kafka and Avro connector jars (and ``extra_packages``) in the cache.
+
+    Read from the jar cache only: ``streamhouse jars`` (run by ``make install``)
+    resolves them, so a job start never downloads anything.
+    """
+    return [
+        jar
+        for bundle in spark_bundles(settings.spark.extra_packages)
+        for jar in bundle.cached_jars(settings.jars_dir)
+    ]
 
 
 INGEST_POOL = "ingest"

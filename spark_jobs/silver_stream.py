@@ -12,13 +12,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from lake.tables import SILVER_QUAKES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import merge_upsert, write_if_any
 from spark_jobs.session import start_query
-from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter, start_http_server
 
+from core.errors import UserFacingError
+from core.settings import Settings
 from monitoring.stream_metrics import PrometheusListener
 from spark_jobs import aggregates_stream, bronze_stream, late_stream, silver_stream
 from spark_jobs.session import build_spark
-from streamhouse.errors import UserFacingError
-from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession

@@ -13,16 +13,15 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
+from core.errors import UserFacingError
+from core.settings import Settings
+from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
-from streamhouse.errors import UserFacingError
-from streamhouse.settings import Settings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,40 +37,6 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 app.add_typer(load_app)  # `loadgen` and `bench loadgen`
 
-# soft_wrap: a path or a sentence is never broken across lines (copy-paste, grep).
-console = Console(stderr=True, soft_wrap=True)
-out = Console()
-T = TypeVar("T")
-
-
-def load_settings() -> Settings:
-    """Read the settings, turning a bad value into one sentence."""
-    try:
-        return Settings()
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = "__".join(str(p).upper() for p in first["loc"])
-        raise UserFacingError(
-            f"Setting STREAMHOUSE_{where} is invalid ({first['msg']}): fix it in the "
-            "environment or .env."
-        ) from None
-
-
-def guarded(action: Callable[[], T]) -> T:
-    """Run ``action``; print a user-facing error as one red sentence and exit 1."""
-    try:
-        return action()
-    except UserFacingError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        console.print("interrupted")
-        raise typer.Exit(130) from None
-
-
-def _report(message: str) -> None:
-    console.print(f"[cyan]•[/] {message}")
-
 
 @stack_app.command("up")
 def stack_up(
@@ -85,7 +50,7 @@ def stack_up(
     def action() -> None:
         settings = load_settings()
         began = time.monotonic()
-        started = stack.up(settings, services or (), report=_report)
+        started = stack.up(settings, services or (), report=report)
         console.print(
             f"[green]stack up[/] in {time.monotonic() - began:.1f} s; "
             f"started {', '.join(started) if started else 'nothing (all running)'}"
@@ -104,7 +69,7 @@ def stack_down(
     """Stop the services this runtime started; data is kept unless --purge."""
     from streamhouse.runtime import stack
 
-    guarded(lambda: stack.down(load_settings(), services or (), purge=purge, report=_report))
+    guarded(lambda: stack.down(load_settings(), services or (), purge=purge, report=report))
 
 
 @stack_app.command("status")
@@ -175,19 +140,19 @@ def _follow(path: Path) -> None:
 @app.command("jars")
 def resolve_jars() -> None:
     """Resolve every jar the platform runs (Kafka, registry, Spark connectors) into the cache."""
-    from spark_jobs.session import connector_jars
-    from streamhouse.runtime.services import build_services
+    from streamhouse.runtime.services import build_services, resolve_spark_jars
 
     def action() -> None:
         settings = load_settings()
         with console.status("resolving Spark connector jars"):
-            jars = connector_jars(settings)
-        _report(f"Spark connectors: {len(jars)} jars in {jars[0].parent}")
+            folders = resolve_spark_jars(settings)
+        jars = [jar for folder in folders for jar in folder.glob("*.jar")]
+        report(f"Spark connectors: {len(jars)} jars in {', '.join(map(str, folders))}")
         specs = build_services(settings)
         for name in ("kafka", "registry"):
             with console.status(f"resolving {name} jars"):
                 specs[name].resolve()
-            _report(f"{name}: jars ready")
+            report(f"{name}: jars ready")
 
     guarded(action)
 
@@ -381,7 +346,7 @@ def demo(
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings as the environment variables that set them."""
-    from streamhouse.settings import settings_env
+    from core.settings import settings_env
 
     def action() -> None:
         env = settings_env(load_settings())

@@ -12,19 +12,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from streamhouse.errors import UserFacingError
-from streamhouse.settings import PROJECT_ROOT, Settings
+from core.errors import UserFacingError
+from core.settings import PROJECT_ROOT, Settings
+from streamhouse.cli_common import console, guarded, load_settings, out
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Benchmarks (not tests): print and save measured figures.")
 app.add_typer(bench_app, name="bench")
 
-console = Console(stderr=True, soft_wrap=True)
-out = Console()
 
 DEFAULT_BENCH_OUTPUT = PROJECT_ROOT / "benchmarks" / "results" / "loadgen.json"
 
@@ -214,7 +212,6 @@ def loadgen(  # noqa: PLR0917 - typer maps each parameter to an option
     seed: Annotated[int | None, typer.Option(help="Seed of the generated stream.")] = None,
 ) -> None:
     """Send synthetic change events (quake_change.avsc) straight to Kafka, then print a summary."""
-    from streamhouse.cli import guarded, load_settings
 
     def action() -> None:
         if rate is not None and max_speed:
@@ -259,7 +256,6 @@ def bench_loadgen(
 
     from producers.loadgen import bench
     from producers.loadgen.runner import delete_topic
-    from streamhouse.cli import guarded, load_settings
 
     counts = processes or [1, 2]
 
@@ -342,7 +338,6 @@ def bench_streaming(
 ) -> None:
     """Latency P50/P95/P99 to bronze and to the windows at fixed rates, lag, replay speed."""
     from spark_jobs import benchmark
-    from streamhouse.cli import guarded, load_settings
 
     def action() -> None:
         settings = load_settings()

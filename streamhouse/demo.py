@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
+from core.errors import UserFacingError
+from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
 from spark_jobs.session import build_spark
-from streamhouse.errors import UserFacingError
 from streamhouse.runtime import stack
-from streamhouse.settings import Settings
 
 
 def source_record_count(settings: Settings) -> int:

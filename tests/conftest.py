@@ -27,8 +27,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture(scope="session")
 def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     """One local SparkSession (Delta, Kafka, Avro jars from the cache) for the whole run."""
+    from core.settings import Settings
     from spark_jobs.session import build_spark
-    from streamhouse.settings import Settings
 
     state = tmp_path_factory.mktemp("spark-state")
     session = build_spark(

@@ -23,7 +23,7 @@ import yaml
 from jsonschema.validators import validator_for
 from pydantic import BaseModel, TypeAdapter
 
-from streamhouse.settings import RuntimeSettings, ServicePorts, Settings
+from core.settings import RuntimeSettings, ServicePorts, Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"

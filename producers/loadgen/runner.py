@@ -20,6 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
+from core.settings import KafkaSettings, LoadGenSettings
 from producers.loadgen.encoding import ChangeEncoder
 from producers.loadgen.generator import EventGenerator, LoadProfile, synthetic_quakes
 from producers.loadgen.stats import (
@@ -35,7 +36,6 @@ from producers.loadgen.stats import (
     WorkerCounters,
     totals,
 )
-from streamhouse.settings import KafkaSettings, LoadGenSettings
 
 log = logging.getLogger(__name__)
 
@@ -277,12 +277,12 @@ def delete_topic(kafka: KafkaSettings, topic: str, *, timeout_s: float = 30.0) -
 
 def register_schema(registry_url: str, compatibility: str, topic: str) -> tuple[str, int]:
     """Register ``quake_change.avsc`` under ``<topic>-value`` once; (schema text, schema id)."""
+    from core.settings import RegistrySettings
     from producers.serialization import (
         load_schema,
         make_registry_client,
         register_value_schema,
     )
-    from streamhouse.settings import RegistrySettings
 
     client = make_registry_client(RegistrySettings(url=registry_url, compatibility=compatibility))
     schema = load_schema(VALUE_SCHEMA)

@@ -17,11 +17,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
+from core.settings import Settings
 from producers.simulator.dynamics import ChangeMaker, ChangeShares
 from producers.simulator.faults import FaultSwitches
 from producers.simulator.server import SimulatorConfig, start_simulator, stop_simulator
 from producers.simulator.store import EventStore, SimulatedClock, wall_clock_ms
-from streamhouse.settings import Settings
 
 
 def _arguments(settings: Settings) -> argparse.Namespace:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-from streamhouse.settings import SimulatorSettings
+from core.settings import SimulatorSettings
 
 #: Response faults, in the order their rates are tried.
 FAULT_KINDS = ("rate_limit", "unavailable", "server_error", "slow", "truncate", "malformed")

@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from core.settings import SourceSettings
 from producers.mapping import feature_to_quake_change
 from producers.sources.base import HttpSource, OffsetPaging, QuerySplit
-from streamhouse.settings import SourceSettings
 
 #: Largest page the service serves (and the largest result of one request).
 SERVICE_LIMIT = 20_000

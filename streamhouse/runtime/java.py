@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from streamhouse.errors import UserFacingError
+from core.errors import UserFacingError
 
 _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 

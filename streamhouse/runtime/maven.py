@@ -12,14 +12,13 @@ artifact.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from streamhouse.errors import UserFacingError
+from core.errors import UserFacingError
+from core.jars import Coordinate, JarBundle
 
 _POM_TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
 <project xmlns="http://maven.apache.org/POM/4.0.0">
@@ -44,36 +43,6 @@ _DEPENDENCY_TEMPLATE = """    <dependency>
 
 _EXCLUSION_TEMPLATE = """
         <exclusion><groupId>{group}</groupId><artifactId>{artifact}</artifactId></exclusion>"""
-
-
-@dataclass(frozen=True)
-class Coordinate:
-    """One Maven artifact, ``group:artifact:version[:type[:classifier]]``."""
-
-    group: str
-    artifact: str
-    version: str
-    packaging: str = "jar"
-    classifier: str | None = None
-    exclusions: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, text: str, exclusions: tuple[str, ...] = ()) -> Coordinate:
-        """Parse ``group:artifact:version[:type[:classifier]]``."""
-        parts = text.split(":")
-        if len(parts) not in (3, 4, 5):
-            raise ValueError(f"not a Maven coordinate: {text!r}")
-        packaging = parts[3] if len(parts) > 3 else "jar"
-        classifier = parts[4] if len(parts) > 4 else None
-        return cls(parts[0], parts[1], parts[2], packaging, classifier, exclusions)
-
-    def __str__(self) -> str:
-        text = f"{self.group}:{self.artifact}:{self.version}"
-        if self.packaging != "jar" or self.classifier:
-            text += f":{self.packaging}"
-        if self.classifier:
-            text += f":{self.classifier}"
-        return text
 
 
 def render_pom(bundle: str, coordinates: list[Coordinate]) -> str:
@@ -101,41 +70,24 @@ def render_pom(bundle: str, coordinates: list[Coordinate]) -> str:
     return _POM_TEMPLATE.format(bundle=bundle, dependencies="\n".join(deps))
 
 
-def bundle_fingerprint(coordinates: list[Coordinate], *filters: tuple[str, ...]) -> str:
-    """A stable digest of what a bundle was resolved for."""
-    lines = sorted(f"{c}!{','.join(c.exclusions)}" for c in coordinates)
-    lines += [",".join(f) for f in filters]
-    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+def resolve_bundle(cache_dir: Path, bundle: JarBundle, maven_cmd: str = "mvn") -> Path:
+    """Resolve ``bundle``'s coordinates and their runtime dependencies into the cache.
 
-
-def resolve_bundle(
-    cache_dir: Path,
-    bundle: str,
-    coordinates: list[Coordinate],
-    maven_cmd: str = "mvn",
-    *,
-    include_groups: tuple[str, ...] = (),
-    exclude_artifacts: tuple[str, ...] = (),
-) -> Path:
-    """Resolve ``coordinates`` and their runtime dependencies into ``cache_dir/bundle``.
-
-    ``include_groups`` keeps only jars of those group ids and
-    ``exclude_artifacts`` drops some by artifact id: a connector for a runtime
-    that ships its own libraries (Spark) must not bring second copies of them.
     Returns the folder of jars (and unpacked archives). Nothing is downloaded
     when the folder already holds a resolution of the same coordinates.
     """
-    target = cache_dir / bundle
-    marker = target / ".resolved"
-    fingerprint = bundle_fingerprint(coordinates, include_groups, exclude_artifacts)
-    if marker.is_file() and marker.read_text().strip() == fingerprint:
+    target = bundle.folder(cache_dir)
+    if bundle.is_resolved(cache_dir):
         return target
+    coordinates = list(bundle.coordinates)
+    include_groups, exclude_artifacts = bundle.include_groups, bundle.exclude_artifacts
+    name = bundle.name
     if shutil.which(maven_cmd) is None:
         raise UserFacingError(
             f"Maven ('{maven_cmd}') is not on PATH: install it (apt-get install maven) "
-            f"so the {bundle} jars can be resolved from Maven Central."
+            f"so the {name} jars can be resolved from Maven Central."
         )
-    work = cache_dir / f".{bundle}.resolve"
+    work = cache_dir / f".{name}.resolve"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     staging = work / "out"
@@ -143,7 +95,7 @@ def resolve_bundle(
     plugin = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
     jars = [c for c in coordinates if c.packaging == "jar"]
     if jars:
-        (work / "pom.xml").write_text(render_pom(bundle, jars))
+        (work / "pom.xml").write_text(render_pom(name, jars))
         cmd = [
             maven_cmd,
             "-B",
@@ -158,7 +110,7 @@ def resolve_bundle(
             cmd.append(f"-DincludeGroupIds={','.join(include_groups)}")
         if exclude_artifacts:
             cmd.append(f"-DexcludeArtifactIds={','.join(exclude_artifacts)}")
-        _run_maven(cmd, work, bundle, jars)
+        _run_maven(cmd, work, name, jars)
     for archive in (c for c in coordinates if c.packaging != "jar"):
         # An archive (a server distribution) is fetched alone, without reading its
         # POM: the parent POM of some (Apicurio 3.0.x) is not on Maven Central, and
@@ -172,14 +124,14 @@ def resolve_bundle(
             "-Dtransitive=false",
             f"-Ddest={staging}/",
         ]
-        _run_maven(cmd, work, bundle, [archive])
+        _run_maven(cmd, work, name, [archive])
     for tarball in list(staging.glob("*.tar.gz")):
         with tarfile.open(tarball) as tar:
             tar.extractall(staging / tarball.name.removesuffix(".tar.gz"), filter="data")
         tarball.unlink()
     shutil.rmtree(target, ignore_errors=True)
     staging.rename(target)
-    marker.write_text(fingerprint + "\n")
+    (target / ".resolved").write_text(bundle.fingerprint + "\n")
     shutil.rmtree(work, ignore_errors=True)
     return target
 

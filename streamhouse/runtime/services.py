@@ -17,11 +17,12 @@ from pathlib import Path
 
 import httpx
 
-from streamhouse.errors import UserFacingError
+from core.errors import UserFacingError
+from core.jars import Coordinate, JarBundle, spark_bundles
+from core.settings import PROJECT_ROOT, Settings, settings_env
 from streamhouse.runtime.java import check_java
-from streamhouse.runtime.maven import Coordinate, resolve_bundle
+from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use
-from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
 
 INFRA_SERVICES = ("kafka", "registry", "prometheus")
 PLATFORM_SERVICES = ("simulator", "poller", "streaming")
@@ -112,20 +113,41 @@ _KAFKA_LOG4J2 = """Configuration:
 """
 
 
+def kafka_bundle(settings: Settings) -> JarBundle:
+    """The Kafka broker's jars."""
+    version = settings.runtime.kafka_version
+    return JarBundle(
+        f"kafka-{version}",
+        (
+            Coordinate.parse(f"org.apache.kafka:kafka_2.13:{version}"),
+            # Kafka logs through SLF4J 1.7; without a binding the broker is silent.
+            Coordinate.parse("org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"),
+        ),
+    )
+
+
+def registry_bundle(settings: Settings) -> JarBundle:
+    """The Apicurio Registry distribution."""
+    version = settings.runtime.registry_version
+    return JarBundle(
+        f"apicurio-registry-{version}",
+        (Coordinate.parse(f"io.apicurio:apicurio-registry-app:{version}:tar.gz:all"),),
+    )
+
+
+def resolve_spark_jars(settings: Settings) -> list[Path]:
+    """Resolve every jar a Spark job puts on its classpath into the cache; their folders."""
+    return [
+        resolve_bundle(settings.jars_dir, bundle, settings.runtime.maven_cmd)
+        for bundle in spark_bundles(settings.spark.extra_packages)
+    ]
+
+
 def _kafka(settings: Settings) -> ServiceSpec:
     rt = settings.runtime
 
     def resolve() -> Path:
-        return resolve_bundle(
-            settings.jars_dir,
-            f"kafka-{rt.kafka_version}",
-            [
-                Coordinate.parse(f"org.apache.kafka:kafka_2.13:{rt.kafka_version}"),
-                # Kafka logs through SLF4J 1.7; without a binding the broker is silent.
-                Coordinate.parse("org.apache.logging.log4j:log4j-slf4j-impl:2.24.3"),
-            ],
-            rt.maven_cmd,
-        )
+        return resolve_bundle(settings.jars_dir, kafka_bundle(settings), rt.maven_cmd)
 
     def prepare(paths: ServicePaths) -> list[str]:
         java = check_java(rt.java_home, rt.min_java_version)
@@ -218,16 +240,7 @@ def _registry(settings: Settings) -> ServiceSpec:
     base = f"http://{rt.host}:{rt.ports.registry}"
 
     def resolve() -> Path:
-        return resolve_bundle(
-            settings.jars_dir,
-            f"apicurio-registry-{rt.registry_version}",
-            [
-                Coordinate.parse(
-                    f"io.apicurio:apicurio-registry-app:{rt.registry_version}:tar.gz:all"
-                )
-            ],
-            rt.maven_cmd,
-        )
+        return resolve_bundle(settings.jars_dir, registry_bundle(settings), rt.maven_cmd)
 
     def prepare(paths: ServicePaths) -> list[str]:
         java = check_java(rt.java_home, rt.min_java_version)
@@ -359,6 +372,18 @@ def _simulator(settings: Settings) -> ServiceSpec:
     return spec
 
 
+def _streaming(settings: Settings) -> ServiceSpec:
+    spec = _python_service(
+        settings,
+        "streaming",
+        settings.runtime.ports.stream_metrics,
+        ("kafka", "registry"),
+        ["streamhouse.cli", "stream", "run"],
+    )
+    spec.resolve = lambda: resolve_spark_jars(settings)
+    return spec
+
+
 def build_services(settings: Settings) -> dict[str, ServiceSpec]:
     """Every service of the embedded runtime, by name, in start order."""
     ports = settings.runtime.ports
@@ -374,12 +399,6 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
             ("kafka", "registry", "simulator"),
             ["streamhouse.cli", "poll"],
         ),
-        _python_service(
-            settings,
-            "streaming",
-            ports.stream_metrics,
-            ("kafka", "registry"),
-            ["streamhouse.cli", "stream", "run"],
-        ),
+        _streaming(settings),
     ]
     return {spec.name: spec for spec in specs}

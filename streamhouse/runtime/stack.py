@@ -15,10 +15,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from streamhouse.errors import UserFacingError
+from core.errors import UserFacingError
+from core.settings import Settings
 from streamhouse.runtime import process
 from streamhouse.runtime.services import SERVICE_NAMES, ServiceSpec, build_services
-from streamhouse.settings import Settings
 
 Report = Callable[[str], None]
 
@@ -94,6 +94,7 @@ def _start(
 ) -> None:
     paths.ensure()
     report(f"{spec.name}: preparing")
+    spec.resolve()  # jars come from the cache; resolved there once, never at each start
     command = spec.prepare(paths)
     began = time.monotonic()
     pid = process.spawn(paths, command, spec.env or _default_env(), spec.cwd)

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from core.settings import PROJECT_ROOT, Settings
 from streamhouse.runtime import stack
-from streamhouse.settings import PROJECT_ROOT, Settings
 
 TEST_STATE_DIR = Path(os.environ.get("STREAMHOUSE_TEST_STATE_DIR", PROJECT_ROOT / ".state-test"))
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"

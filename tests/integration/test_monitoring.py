@@ -6,7 +6,7 @@ import json
 
 import httpx
 
-from streamhouse.settings import PROJECT_ROOT, Settings
+from core.settings import PROJECT_ROOT, Settings
 
 DASHBOARDS = PROJECT_ROOT / "monitoring" / "grafana" / "dashboards"
 

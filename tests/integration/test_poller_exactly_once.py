@@ -31,12 +31,12 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from core.settings import PROJECT_ROOT, Settings, settings_env
 from producers import poller
 from producers.simulator import EventStore, SimulatedClock, start_simulator, stop_simulator
 from producers.simulator.dynamics import ChangeMaker, ChangeShares
 from producers.simulator.server import SimulatorServer
 from streamhouse.runtime.services import ensure_topics
-from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
 
 from .conftest import FIXTURES
 

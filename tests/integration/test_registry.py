@@ -14,9 +14,9 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerialize
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from core.settings import Settings
 from spark_jobs.schemas import reader_schema
 from streamhouse.runtime import stack
-from streamhouse.settings import Settings
 
 
 def _record(entity_id: str) -> dict[str, object]:

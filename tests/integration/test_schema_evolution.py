@@ -22,14 +22,15 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from core.schemas import value_subject
+from core.settings import PROJECT_ROOT, Settings
 from producers.mapping import feature_to_quake_change
 from producers.schema_evolution import (
     SchemaIncompatibleError,
     register_schema_version,
     schema_history,
 )
-from producers.serialization import make_value_serializer, value_subject
-from streamhouse.settings import PROJECT_ROOT, Settings
+from producers.serialization import make_value_serializer
 
 FEED = PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_1_day_m1.geojson"
 PER_VERSION = 20

@@ -20,10 +20,10 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from pyspark.sql import DataFrame, SparkSession
 
+from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
 from producers.mapping import feature_to_quake_change
 from spark_jobs import bronze_stream, replay
-from streamhouse.settings import Settings
 
 from .conftest import FIXTURES
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.settings import Settings, settings_env
 from streamhouse.cli import app
-from streamhouse.settings import Settings, settings_env
 
 from .conftest import make_settings
 

@@ -32,6 +32,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.kafka_topics import offset_span
+from core.settings import PROJECT_ROOT, Settings, settings_env
 from lake.tables import (
     BRONZE_QUAKE_CHANGES,
     LATE_QUAKE_CHANGES,
@@ -40,8 +42,6 @@ from lake.tables import (
     SILVER_QUAKES,
 )
 from spark_jobs import reconcile, replay
-from streamhouse.settings import PROJECT_ROOT, Settings, settings_env
-from streamhouse.topics import offset_span
 
 EVENTS = 100_000
 KILLS = 3

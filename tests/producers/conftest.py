@@ -18,6 +18,7 @@ import fastavro
 import pytest
 from confluent_kafka import KafkaError
 
+from core.settings import RegistrySettings
 from producers.kafka_io import ChangePublisher
 from producers.serialization import (
     load_schema,
@@ -27,7 +28,6 @@ from producers.serialization import (
     make_value_serializer,
     register_value_schema,
 )
-from streamhouse.settings import RegistrySettings
 
 TOPIC = "test.quake_changes"
 DLQ_TOPIC = "test.quake_changes.dlq"

@@ -8,16 +8,12 @@ from typing import Any
 import pytest
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from core.schemas import load_schema_str, schema_path, value_subject
+from core.settings import PROJECT_ROOT, KafkaSettings, RegistrySettings
 from producers.errors import PublishError
 from producers.kafka_io import DeliveryReport, producer_config
 from producers.mapping import feature_to_quake_change
-from producers.serialization import (
-    build_value_serializer,
-    load_schema_str,
-    schema_path,
-    value_subject,
-)
-from streamhouse.settings import PROJECT_ROOT, KafkaSettings, RegistrySettings
+from producers.serialization import build_value_serializer
 
 TOPIC = "test.quake_changes"  # the topic of the conftest's publisher
 FEATURES = json.loads(

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from core.settings import PROJECT_ROOT, SourceSettings
 from producers.cursor import Cursor
 from producers.cursor_store import (
     CursorRecord,
@@ -22,7 +23,6 @@ from producers.simulator import EventStore
 from producers.simulator.dynamics import ChangeMaker, ChangeShares
 from producers.sources.base import field_drift
 from producers.sources.usgs import usgs_earthquakes
-from streamhouse.settings import PROJECT_ROOT, SourceSettings
 
 SEED = PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_1_day_m1.geojson"
 FEATURES: list[dict[str, Any]] = json.loads(SEED.read_text())["features"]

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import PROJECT_ROOT
 from producers.simulator import EventStore, SimulatorServer, start_simulator, stop_simulator
 from producers.simulator.render import query_metadata, render_feature_collection
-from streamhouse.settings import PROJECT_ROOT
 
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
 GEOJSON_FILES = sorted(FIXTURES.glob("*.geojson"))

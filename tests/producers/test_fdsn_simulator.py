@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import PROJECT_ROOT
 from producers.simulator import (
     EventStore,
     FdsnError,
@@ -21,7 +22,6 @@ from producers.simulator import (
 )
 from producers.simulator.query import parse_fdsn_time, parse_query
 from producers.sources.usgs import format_updatedafter
-from streamhouse.settings import PROJECT_ROOT
 
 SEED = PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_7_day_m1.geojson"
 SEED_FEATURES: list[dict[str, Any]] = json.loads(SEED.read_text(encoding="utf-8"))["features"]

@@ -11,12 +11,12 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import PROJECT_ROOT
 from producers.breaker import CircuitBreaker
 from producers.errors import PageError, SourceError
 from producers.http_client import RetryPolicy, get_json, parse_retry_after
 from producers.simulator import EventStore, SimulatorServer, start_simulator, stop_simulator
 from producers.simulator.faults import FaultSwitches, choose_fault
-from streamhouse.settings import PROJECT_ROOT
 
 SEED = PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_1_day_m1.geojson"
 NOW = datetime(2026, 11, 5, 12, 0, 0, tzinfo=UTC)

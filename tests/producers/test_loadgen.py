@@ -14,6 +14,8 @@ import pytest
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from core.schemas import load_schema_str
+from core.settings import RegistrySettings
 from producers.loadgen.bench import RunResult, summarise
 from producers.loadgen.encoding import ChangeEncoder, split_schema, wire_header
 from producers.loadgen.generator import (
@@ -33,8 +35,6 @@ from producers.loadgen.stats import (
     totals,
 )
 from producers.serialization import load_schema, make_registry_client, register_value_schema
-from streamhouse.schemas import load_schema_str
-from streamhouse.settings import RegistrySettings
 
 SCHEMA = load_schema_str("quake_change.avsc")
 PROFILE = LoadProfile(entities=5_000, duplicates=0.05, out_of_order=0.05, late=0.01)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from core.settings import PROJECT_ROOT, Settings, SourceSettings
 from producers.cursor import Cursor
 from producers.errors import SourceError
 from producers.poller import PollSummary, poll_once, run
@@ -24,7 +25,6 @@ from producers.simulator import (
     start_simulator,
     stop_simulator,
 )
-from streamhouse.settings import PROJECT_ROOT, Settings, SourceSettings
 
 SEED = PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_7_day_m1.geojson"
 SEED_FEATURES: list[dict[str, Any]] = json.loads(SEED.read_text(encoding="utf-8"))["features"]

@@ -12,6 +12,7 @@ import fastavro
 import pytest
 from fastavro.validation import validate
 
+from core.settings import PROJECT_ROOT
 from producers.errors import RecordError
 from producers.mapping import (
     QUAKE_FIELD_ORDER,
@@ -19,7 +20,6 @@ from producers.mapping import (
     derive_region,
     feature_to_quake_change,
 )
-from streamhouse.settings import PROJECT_ROOT
 
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
 SCHEMA_FILE = PROJECT_ROOT / "schemas" / "quake_change.avsc"

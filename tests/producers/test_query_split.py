@@ -16,6 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core.settings import PROJECT_ROOT, Settings, SourceSettings
 from producers.cursor import Cursor
 from producers.errors import SourceError
 from producers.metrics import QUERY_SPLITS
@@ -29,7 +30,6 @@ from producers.simulator import (
 )
 from producers.sources.base import FetchResult, HttpSource, TimeSlice, fetch_changes
 from producers.sources.usgs import EVENT_TIME_SPLIT, format_updatedafter, usgs_earthquakes
-from streamhouse.settings import PROJECT_ROOT, Settings, SourceSettings
 
 DATA = PROJECT_ROOT / "tests" / "data" / "usgs"
 SEED_FEATURES: list[dict[str, Any]] = json.loads(

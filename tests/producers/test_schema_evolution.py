@@ -11,6 +11,8 @@ from typing import Any
 import fastavro
 import pytest
 
+from core.schemas import schema_path
+from core.settings import PROJECT_ROOT
 from producers.mapping import feature_to_quake_change
 from producers.schema_evolution import (
     field_at_pointer,
@@ -18,8 +20,6 @@ from producers.schema_evolution import (
     refusal_sentence,
     schema_history,
 )
-from streamhouse.schemas import schema_path
-from streamhouse.settings import PROJECT_ROOT
 
 FEED = PROJECT_ROOT / "tests" / "data" / "usgs" / "feed_7_day_m1.geojson"
 HISTORY = schema_history("quake_change")

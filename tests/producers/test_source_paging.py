@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from core.settings import SourceSettings
 from producers.cursor import Cursor
 from producers.errors import RecordError, SourceError
 from producers.poller import select_new_versions
@@ -20,7 +21,6 @@ from producers.sources.base import (
     record_version,
 )
 from producers.sources.usgs import STATIC_PARAMS, format_updatedafter, usgs_earthquakes
-from streamhouse.settings import SourceSettings
 
 # 2019-02-16T23:49:53.593Z
 UPDATED_MS = 1550360993593

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from core.errors import UserFacingError
+from core.kafka_topics import clamp_offsets
 from spark_jobs.replay import KafkaRange, _bound, positions_predicate
-from streamhouse.errors import UserFacingError
-from streamhouse.topics import clamp_offsets
 
 MARKS = {0: (10, 100), 1: (0, 50)}
 

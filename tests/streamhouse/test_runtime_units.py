@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from streamhouse.errors import UserFacingError
+from core.errors import UserFacingError
+from core.jars import Coordinate, bundle_fingerprint
+from core.settings import DEFAULT_TRIGGER_OVERRIDES, Settings, settings_env
 from streamhouse.runtime import process
 from streamhouse.runtime.java import parse_major_version
-from streamhouse.runtime.maven import Coordinate, bundle_fingerprint, render_pom
+from streamhouse.runtime.maven import render_pom
 from streamhouse.runtime.services import SERVICE_NAMES, build_services, kafka_server_properties
 from streamhouse.runtime.stack import check_service_names, with_dependencies
-from streamhouse.settings import DEFAULT_TRIGGER_OVERRIDES, Settings, settings_env
 
 
 @pytest.mark.parametrize(

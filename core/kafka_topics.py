@@ -6,7 +6,7 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
-from streamhouse.settings import KafkaSettings
+from core.settings import KafkaSettings
 
 
 def offset_span(kafka: KafkaSettings, topic: str) -> int:

@@ -1,0 +1,1 @@
+"""The embedded runtime: resolve jars, start, stop and probe the local services."""
