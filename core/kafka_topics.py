@@ -6,7 +6,21 @@ import uuid
 
 from confluent_kafka import Consumer, TopicPartition
 
+from core.errors import UserFacingError
 from core.settings import KafkaSettings
+
+
+def partitions(kafka: KafkaSettings, topic: str) -> list[int]:
+    """The partition numbers of ``topic``; a user-facing error when it does not exist."""
+    from confluent_kafka.admin import AdminClient
+
+    metadata = AdminClient(kafka.client_config()).list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None or not metadata.partitions:
+        raise UserFacingError(
+            f"Topic {topic} does not exist in Kafka at {kafka.bootstrap_servers}: start the stack "
+            "(`streamhouse stack up kafka`) or create it."
+        )
+    return sorted(metadata.partitions)
 
 
 def offset_span(kafka: KafkaSettings, topic: str) -> int:

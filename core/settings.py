@@ -10,9 +10,10 @@ only. docker-compose.yml uses the same names.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -38,13 +39,34 @@ class KafkaSettings(BaseModel):
         description="How long an open poller transaction may last before Kafka aborts it.",
     )
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
-    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_SSL, ...")
-    sasl_mechanism: str | None = None
+    security_protocol: str = Field(
+        "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
+    )
+    sasl_mechanism: str | None = Field(
+        None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (with a SASL_* protocol)."
+    )
     sasl_username: str | None = None
-    sasl_password: str | None = None
+    sasl_password: SecretStr | None = Field(None, description="Secret: never printed or logged.")
+    ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CA that signed the brokers' certificates (SSL)."
+    )
+
+    @field_validator("security_protocol")
+    @classmethod
+    def _known_protocol(cls, value: str) -> str:
+        if value.upper() not in SECURITY_PROTOCOLS:
+            raise ValueError(f"choose one of {', '.join(SECURITY_PROTOCOLS)}")
+        return value.upper()
+
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _known_mechanism(cls, value: str | None) -> str | None:
+        if value is not None and value.upper() not in SASL_LOGIN_MODULES:
+            raise ValueError(f"choose one of {', '.join(SASL_LOGIN_MODULES)}")
+        return value.upper() if value else None
 
     def client_config(self) -> dict[str, str]:
-        """librdkafka / Java client properties common to every client."""
+        """librdkafka properties common to every client (the producers, the tools)."""
         config = {
             "bootstrap.servers": self.bootstrap_servers,
             "security.protocol": self.security_protocol,
@@ -54,8 +76,52 @@ class KafkaSettings(BaseModel):
         if self.sasl_username is not None:
             config["sasl.username"] = self.sasl_username
         if self.sasl_password is not None:
-            config["sasl.password"] = self.sasl_password
+            config["sasl.password"] = self.sasl_password.get_secret_value()
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
+
+    def java_client_config(self) -> dict[str, str]:
+        """The same settings as the Java client's properties (Spark's Kafka source).
+
+        The Java client ignores librdkafka's ``sasl.username``/``sasl.password``:
+        it reads credentials from a JAAS line, and a PEM CA as a truststore of
+        type PEM.
+        """
+        config = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "security.protocol": self.security_protocol,
+        }
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+            if self.sasl_username is not None and self.sasl_password is not None:
+                config["sasl.jaas.config"] = jaas_config(
+                    self.sasl_mechanism, self.sasl_username, self.sasl_password
+                )
+        if self.ssl_ca_location is not None:
+            config["ssl.truststore.type"] = "PEM"
+            config["ssl.truststore.location"] = str(self.ssl_ca_location)
+        return config
+
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_LOGIN_MODULES = {
+    "PLAIN": "org.apache.kafka.common.security.plain.PlainLoginModule",
+    "SCRAM-SHA-256": "org.apache.kafka.common.security.scram.ScramLoginModule",
+    "SCRAM-SHA-512": "org.apache.kafka.common.security.scram.ScramLoginModule",
+}
+
+
+def jaas_config(mechanism: str, username: str, password: SecretStr) -> str:
+    """The Java client's ``sasl.jaas.config`` line for a username and password."""
+
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return (
+        f"{SASL_LOGIN_MODULES[mechanism]} required username={quoted(username)} "
+        f"password={quoted(password.get_secret_value())};"
+    )
 
 
 class RegistrySettings(BaseModel):
@@ -66,6 +132,25 @@ class RegistrySettings(BaseModel):
         description="Base URL of a Confluent-compatible schema registry API.",
     )
     compatibility: str = Field("BACKWARD", description="Compatibility level enforced per subject.")
+    basic_auth_username: str | None = Field(None, description="HTTP basic auth user, if any.")
+    basic_auth_password: SecretStr | None = Field(
+        None, description="HTTP basic auth password. Secret: never printed or logged."
+    )
+    ssl_ca_location: Path | None = Field(
+        None, description="PEM file of the CA that signed the registry's certificate (https)."
+    )
+    timeout_s: float = Field(10.0, gt=0, description="Timeout of one registry request.")
+
+    def client_config(self) -> dict[str, str | int]:
+        """Configuration of confluent-kafka's ``SchemaRegistryClient`` (auth and CA included)."""
+        config: dict[str, str | int] = {"url": self.url, "timeout": max(1, round(self.timeout_s))}
+        if self.basic_auth_username is not None and self.basic_auth_password is not None:
+            config["basic.auth.user.info"] = (
+                f"{self.basic_auth_username}:{self.basic_auth_password.get_secret_value()}"
+            )
+        if self.ssl_ca_location is not None:
+            config["ssl.ca.location"] = str(self.ssl_ca_location)
+        return config
 
 
 DEFAULT_TRIGGER_OVERRIDES = {
@@ -117,7 +202,33 @@ class SparkSettings(BaseModel):
     starting_offsets: str = Field("earliest", description="Where a new query starts reading.")
     watermark_delay: str = Field(
         "10 minutes",
-        description="How far event time may lag the newest seen before the aggregates drop it.",
+        description="Allowed lateness: an event whose time is older than its Kafka record's "
+        "timestamp minus this is late (kept in bronze and the late-events table, left out of "
+        "the windows). A property of the record, so any replay decides the same.",
+    )
+    max_event_time_ahead: str = Field(
+        "5 minutes",
+        description="An event time further than this after its Kafka record's timestamp is "
+        "implausible: the record goes to quarantine with the reason (it would otherwise "
+        "push the windows' watermark ahead of every later event).",
+    )
+    registry_retry_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long a batch retries an unreachable or failing schema registry before "
+        "it fails (and the query is restarted from its checkpoint); nothing is quarantined for it.",
+    )
+    observe_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="Longest wait for a written batch's observed figures: no wait in a batch is "
+        "unbounded.",
+    )
+    stall_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="A query that has reported neither progress nor idleness for its trigger "
+        "interval plus this long is stalled (metrics, `stack status`, the alert rule).",
     )
     ui_enabled: bool = False
     extra_packages: list[str] = Field(
@@ -322,22 +433,55 @@ class Settings(BaseSettings):
         return f"{root.rstrip('/')}/{job}/{sink}"
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    """The environment a child process needs to read exactly ``settings`` back.
+def settings_variables(settings: Settings, *, secrets: bool = False) -> dict[str, str]:
+    """``settings`` as the ``STREAMHOUSE_*`` variables that set them.
 
     Nested fields become ``STREAMHOUSE_<SECTION>__<FIELD>``; unset optional
-    fields are left out. The parent's environment is kept underneath.
+    fields are left out. Secrets (``SecretStr`` fields) are left out unless
+    ``secrets`` is true: a child process gets them only when it needs them.
+    """
+    variables: dict[str, str] = {}
+
+    def flatten(prefix: str, value: object) -> None:
+        if isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                flatten(
+                    f"{prefix}__{name.upper()}" if prefix else name.upper(), getattr(value, name)
+                )
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                flatten(f"{prefix}__{str(key).upper()}", item)
+        elif isinstance(value, SecretStr):
+            if secrets:
+                variables[f"STREAMHOUSE_{prefix}"] = value.get_secret_value()
+        elif isinstance(value, list):
+            variables[f"STREAMHOUSE_{prefix}"] = json.dumps(value)
+        elif value is not None:
+            variables[f"STREAMHOUSE_{prefix}"] = str(value)
+
+    flatten("", settings)
+    return variables
+
+
+def redacted_variables(settings: Settings) -> dict[str, str]:
+    """The variables of ``settings`` for printing: every secret that is set shows as ``*****``."""
+    shown = settings_variables(settings)
+    for key in settings_variables(settings, secrets=True).keys() - shown.keys():
+        shown[key] = "*****"
+    return shown
+
+
+def settings_env(settings: Settings, *, secrets: bool = False) -> dict[str, str]:
+    """The environment a child process needs to read exactly ``settings`` back.
+
+    The parent's environment is kept underneath; secrets only with ``secrets``.
     """
     import os
 
-    env = dict(os.environ)
-
-    def flatten(prefix: str, value: object) -> None:
-        if isinstance(value, dict):
-            for key, item in value.items():
-                flatten(f"{prefix}__{key.upper()}" if prefix else key.upper(), item)
-        elif value is not None:
-            env[f"STREAMHOUSE_{prefix}"] = str(value)
-
-    flatten("", settings.model_dump(mode="json"))
+    env = {k: v for k, v in os.environ.items() if secrets or not _is_secret_variable(k)}
+    env.update(settings_variables(settings, secrets=secrets))
     return env
+
+
+def _is_secret_variable(name: str) -> bool:
+    return name.startswith("STREAMHOUSE_") and name.endswith(("PASSWORD", "SECRET", "TOKEN"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -10,6 +11,8 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import HistogramMetricFamily
 from pyspark.sql.streaming import StreamingQueryListener
+
+log = logging.getLogger(__name__)
 
 INPUT_ROWS_PER_S = Gauge(
     "streamhouse_stream_input_rows_per_second", "Rows per second arriving at the query", ["query"]
@@ -36,6 +39,33 @@ KAFKA_LAG = Gauge(
 QUERY_TERMINATED = Counter(
     "streamhouse_stream_terminations_total", "Queries that terminated", ["query", "failed"]
 )
+BATCHES_SKIPPED = Counter(
+    "streamhouse_stream_batches_skipped_total",
+    "Batches Delta skipped as already committed (re-run after a crash between the Delta commit "
+    "and the checkpoint's commit)",
+    ["query", "sink"],
+)
+# Liveness: a query reports after every batch, and every few seconds while idle
+# (spark.sql.streaming.noDataProgressEventInterval). A query stuck inside a batch
+# reports nothing, so the age of its last report tells a stalled query from an
+# idle one: stalled when older than the threshold (its trigger interval plus
+# spark.stall_after_s).
+LAST_REPORT_TIMESTAMP_S = Gauge(
+    "streamhouse_stream_query_last_progress_timestamp_seconds",
+    "Unix time of the query's last progress or idle report",
+    ["query"],
+)
+STALL_THRESHOLD_S = Gauge(
+    "streamhouse_stream_query_stall_threshold_seconds",
+    "A query silent for longer than this is stalled",
+    ["query"],
+)
+ROWS_DROPPED_BY_WATERMARK = Counter(
+    "streamhouse_stream_rows_dropped_by_watermark_total",
+    "On-time rows a stateful query's own watermark dropped (should stay 0: the state watermark "
+    "is wider than the lateness rule; replay the range with `streamhouse replay bronze --live`)",
+    ["query"],
+)
 
 
 def _iso_to_ms(text: str) -> int:
@@ -50,6 +80,16 @@ class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
     def __init__(self) -> None:
         super().__init__()
         self._names: dict[str, str] = {}
+        self._last_report_s: dict[str, float] = {}
+
+    def last_report_s(self, name: str) -> float | None:
+        """Unix time of the last report of the query ``name`` (None before its first)."""
+        return self._last_report_s.get(name)
+
+    def _alive(self, name: str) -> None:
+        now = time.time()
+        self._last_report_s[name] = now
+        LAST_REPORT_TIMESTAMP_S.labels(name).set(now)
 
     def _name(self, query_id: Any, name: str | None = None) -> str:
         if name:
@@ -57,8 +97,8 @@ class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
         return self._names.get(str(query_id), str(query_id))
 
     def onQueryStarted(self, event: Any) -> None:  # noqa: N802 - Spark's name
-        """Remember the query's name, the label of its metrics."""
-        self._name(event.id, event.name)
+        """Remember the query's name, the label of its metrics; it is alive."""
+        self._alive(self._name(event.id, event.name))
 
     def onQueryProgress(self, event: Any) -> None:  # noqa: N802 - Spark's name
         """Record rows, rates and duration of the batch that just finished."""
@@ -77,14 +117,27 @@ class PrometheusListener(StreamingQueryListener):  # type: ignore[misc]
             WATERMARK_DELAY_S.labels(name).set(max(0.0, time.time() - watermark_ms / 1000.0))
         state_rows = sum(op.numRowsTotal for op in progress.stateOperators or [])
         STATE_ROWS.labels(name).set(state_rows)
+        dropped = sum(op.numRowsDroppedByWatermark for op in progress.stateOperators or [])
+        if dropped:
+            ROWS_DROPPED_BY_WATERMARK.labels(name).inc(dropped)
+            log.error(
+                "%s: its state watermark dropped %d rows in batch %d; replay their range with "
+                "`streamhouse replay bronze --live`",
+                name,
+                dropped,
+                progress.batchId,
+            )
+        self._alive(name)
         for source in progress.sources or []:
             metrics = source.metrics or {}
             if "maxOffsetsBehindLatest" in metrics:
                 KAFKA_LAG.labels(name).set(float(metrics["maxOffsetsBehindLatest"] or 0))
 
     def onQueryIdle(self, event: Any) -> None:  # noqa: N802 - Spark's name
-        """Idle queries process nothing."""
-        INPUT_ROWS_PER_S.labels(self._name(event.id)).set(0.0)
+        """Idle queries process nothing, and are alive."""
+        name = self._name(event.id)
+        INPUT_ROWS_PER_S.labels(name).set(0.0)
+        self._alive(name)
 
     def onQueryTerminated(self, event: Any) -> None:  # noqa: N802 - Spark's name
         """Count terminations, failed or not."""

@@ -31,7 +31,7 @@ def load_schema(name: str) -> Schema:
 
 def make_registry_client(settings: RegistrySettings) -> SchemaRegistryClient:
     """A schema registry client for ``settings.url`` (``mock://...`` gives the in-memory mock)."""
-    return SchemaRegistryClient.new_client({"url": settings.url})
+    return SchemaRegistryClient.new_client(settings.client_config())
 
 
 def register_value_schema(

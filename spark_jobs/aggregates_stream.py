@@ -15,10 +15,19 @@ Two queries:
   second dedup state and the 12-fold expansion of each event into sliding
   windows cost more than the rollup.
 
-Lateness is the ingest job's decision (stored as ``is_late``). Spark's own
-watermark here only bounds the state: it is set ``STATE_WATERMARK_FACTOR``
-times wider, so that it never drops an event the ingest job accepted even
-when this query runs behind after a restart.
+Lateness is a property of each record, decided once by the ingest job and
+stored as ``is_late`` (event time older than its Kafka timestamp minus the
+allowed lateness). Spark's own watermark here only bounds the state, and it
+must never drop a record that rule accepted. Event times more than
+``spark.max_event_time_ahead`` after their Kafka timestamp are quarantined, so
+the newest event time is at most that far ahead of the newest Kafka time, and
+the state watermark lags it by ``STATE_WATERMARK_FACTOR`` times the allowed
+lateness plus that tolerance: an on-time record is dropped only if its Kafka
+timestamp is more than twice the allowed lateness behind the newest one this
+query has seen in an earlier batch (producers stamping records far out of
+order). Should that ever happen it is counted
+(``streamhouse_stream_rows_dropped_by_watermark_total``) and logged, and
+``streamhouse replay bronze --live`` rebuilds the range.
 """
 
 from __future__ import annotations
@@ -48,12 +57,18 @@ MINUTE_QUERY = f"aggregates_{QUAKE_WINDOWS_1M.name}"
 HOUR_QUERY = f"aggregates_{QUAKE_WINDOWS_1H.name}"
 
 
-def deduplicated_events(bronze_stream: DataFrame, watermark_delay: str) -> DataFrame:
+def state_delay_s(allowed_lateness: str, max_ahead: str) -> int:
+    """The delay of the window query's state watermark, in seconds (see the module doc)."""
+    lateness_ms = transforms.duration_ms(allowed_lateness)
+    return (lateness_ms * STATE_WATERMARK_FACTOR + transforms.duration_ms(max_ahead)) // 1000
+
+
+def deduplicated_events(bronze_stream: DataFrame, settings: Settings) -> DataFrame:
     """On-time bronze rows with event time and watermark, one per (entity_id, updated_ms)."""
-    state_delay_s = transforms.duration_ms(watermark_delay) * STATE_WATERMARK_FACTOR // 1000
+    delay_s = state_delay_s(settings.spark.watermark_delay, settings.spark.max_event_time_ahead)
     return (
         transforms.with_event_time(transforms.on_time(bronze_stream))
-        .withWatermark("event_time", f"{state_delay_s} seconds")
+        .withWatermark("event_time", f"{delay_s} seconds")
         .dropDuplicatesWithinWatermark(["entity_id", "updated_ms"])
     )
 
@@ -144,7 +159,7 @@ def start_minute_windows(
     ensure_minute_windows(spark, settings)  # and bronze, which it is derived from
     events = deduplicated_events(
         spark.readStream.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)),
-        settings.spark.watermark_delay,
+        settings,
     )
     return start_query(
         transforms.window_aggregates(events, MINUTE)

@@ -4,15 +4,21 @@ Reads the change-event topic with Structured Streaming (read_committed, so
 records of aborted producer transactions never appear) and, per micro-batch,
 decodes the Confluent-framed Avro in the JVM (``transforms``), then:
 
-- appends every decoded event to bronze and every undecodable record to
-  quarantine, each append carrying ``txnAppId`` (job + sink) and
-  ``txnVersion`` (the batch id), so a batch replayed after a crash between
-  the Delta commit and the checkpoint commit is skipped, not written twice;
-- flags each event that is already behind the watermark (the newest event
-  time bronze held before the batch, minus ``spark.watermark_delay``) with
-  ``is_late`` and counts them (``late_stream`` copies them to the late-events
-  table). The windowed aggregation leaves flagged events out, and so does a
-  replay: the decision is made once and stored with the row.
+- appends every decoded event to bronze and every record that can never
+  decode (or whose event time is implausible) to quarantine, each append
+  carrying ``txnAppId`` = job, the checkpoint's query id and the sink, and
+  ``txnVersion`` = the batch id. A batch replayed after a crash between the
+  Delta commit and the checkpoint's commit is skipped by Delta; the writer
+  sees the table version did not move, counts and logs it, and goes on. A
+  new checkpoint has a new query id, so its batch 0 is never mistaken for an
+  old one; it starts right after the Kafka offsets bronze and quarantine
+  already hold (the table's own coordinates are the truth);
+- flags each event ``is_late`` by the record-level rule (``transforms.flag_late``):
+  the windows leave those out, and ``late_stream`` copies them to the
+  late-events table;
+- never waits without a deadline: the registry is retried for a bounded time
+  (then the batch fails and is retried from the checkpoint), and the batch's
+  figures are awaited with a timeout.
 
 The batch is one Spark job in the common case (see ``__call__``): on a small
 machine each job's fixed cost, not the rows, is the latency.
@@ -20,6 +26,7 @@ machine each job's fixed cost, not the rows, is the latency.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import TYPE_CHECKING
@@ -27,35 +34,45 @@ from typing import TYPE_CHECKING
 from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.kafka_topics import partitions
 from core.schemas import value_subject
 from core.settings import Settings
-from lake.tables import (
-    BRONZE_QUAKE_CHANGES,
-    QUARANTINE_QUAKE_CHANGES,
-    Table,
+from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES, Table
+from monitoring.stream_metrics import (
+    BATCHES_SKIPPED,
+    LATE_EVENTS,
+    ROWS_WRITTEN,
+    observe_latency_histogram,
 )
-from monitoring.stream_metrics import LATE_EVENTS, ROWS_WRITTEN, observe_latency_histogram
-from spark_jobs import transforms
-from spark_jobs.delta_io import append_once, ensure_table
+from spark_jobs import checkpoints, transforms
+from spark_jobs.delta_io import append_once, ensure_table, observed, table_exists, write_if_any
 from spark_jobs.schemas import WriterSchemas, reader_schema
 from spark_jobs.session import INGEST_POOL, start_query
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
 
 JOB = "bronze"
 QUERY_NAME = "bronze_quake_changes"
+CHECKPOINT_SINK = "quake_changes"
 
 
-def kafka_reader_options(settings: Settings) -> dict[str, str]:
-    """Options of the Kafka source: the client settings under ``kafka.``, topic and offsets."""
-    options = {f"kafka.{k}": v for k, v in settings.kafka.client_config().items()}
+def kafka_reader_options(
+    settings: Settings, starting_offsets: dict[int, int] | None = None
+) -> dict[str, str]:
+    """Options of the Kafka source: the Java client's settings under ``kafka.``, topic, offsets.
+
+    ``starting_offsets`` (``{partition: offset}``) overrides ``spark.starting_offsets``
+    for a query that has no checkpoint yet.
+    """
+    topic = settings.kafka.changes_topic
+    options = {f"kafka.{k}": v for k, v in settings.kafka.java_client_config().items()}
     options.update(
         {
-            "subscribe": settings.kafka.changes_topic,
+            "subscribe": topic,
             "startingOffsets": settings.spark.starting_offsets,
             # Records of aborted producer transactions (a poller killed mid-poll)
             # must never reach the lake.
@@ -63,97 +80,160 @@ def kafka_reader_options(settings: Settings) -> dict[str, str]:
             "failOnDataLoss": "true",
         }
     )
+    if starting_offsets is not None:
+        options["startingOffsets"] = json.dumps(
+            {topic: {str(p): o for p, o in sorted(starting_offsets.items())}}
+        )
     if settings.spark.max_offsets_per_trigger:
         options["maxOffsetsPerTrigger"] = str(settings.spark.max_offsets_per_trigger)
     return options
 
 
-class ChangeBatchWriter:
-    """The ``foreachBatch`` function of the ingest query; also used by the batch replay."""
+class ChangeDecoder:
+    """Kafka records -> classified rows -> bronze rows and quarantine rows.
 
-    def __init__(self, settings: Settings, app_prefix: str = JOB) -> None:
-        self._lake_root = settings.lake_uri
-        self._schemas = WriterSchemas(settings.registry.url)
+    Shared by the live ingest and the replay from Kafka, so both decode,
+    judge lateness and quarantine by the same rules.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._schemas = WriterSchemas(settings.registry, settings.spark.registry_retry_s)
         self._subject = value_subject(settings.kafka.changes_topic)
         self._reader_schema = reader_schema()
-        self._app_prefix = app_prefix
-        self._delay_ms = transforms.duration_ms(settings.spark.watermark_delay)
-        # Newest event time in bronze; read from the table on the first batch
-        # (a restart), then kept up to date from each batch.
-        self._max_event_time_ms: int | None = None
-        self._max_loaded = False
-
-    def path(self, table: Table) -> str:
-        """Where ``table`` lives in this writer's lake."""
-        return table.path(self._lake_root)
+        self._lateness_ms = transforms.duration_ms(settings.spark.watermark_delay)
+        self._ahead_ms = transforms.duration_ms(settings.spark.max_event_time_ahead)
 
     def classify(self, batch: DataFrame) -> DataFrame:
         """A batch of Kafka records decoded in one pass, with a ``reason`` where it failed.
 
         The writer schemas are the versions of the topic's value subject
-        (TopicNameStrategy); a record naming any other schema id is quarantined.
+        (TopicNameStrategy), read from the registry (retried while it is
+        unreachable: an outage fails the batch, it never quarantines records).
         """
         framed = transforms.split_wire_format(batch)
         writer_schemas = self._schemas.of_subject(self._subject)
-        return transforms.classify_changes(framed, writer_schemas, self._reader_schema)
-
-    @staticmethod
-    def split(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
-        """(bronze rows, quarantine rows) of a classified batch."""
-        decoded, rejected = transforms.split_classified(classified)
-        ingested_at = F.current_timestamp()
-        return (
-            transforms.to_bronze(decoded, ingested_at),
-            transforms.to_quarantine(rejected, ingested_at),
+        return transforms.classify_changes(
+            framed, writer_schemas, self._reader_schema, self._ahead_ms
         )
+
+    def bronze_rows(self, classified: DataFrame, ingested_at: Column | None = None) -> DataFrame:
+        """The decoded rows of a classified batch as bronze rows, ``is_late`` included."""
+        decoded, _ = transforms.split_classified(classified)
+        return transforms.flag_late(transforms.to_bronze(decoded, ingested_at), self._lateness_ms)
+
+    def quarantine_rows(self, classified: DataFrame) -> DataFrame:
+        """The rejected rows of a classified batch as quarantine rows.
+
+        A record whose schema id is not a version of the topic's subject is
+        quarantined only once the registry said why (no such id, or another
+        subject's); when it cannot answer, this raises and the batch is retried.
+        """
+        _, rejected = transforms.split_classified(classified)
+        foreign = [
+            int(row.schema_id)
+            for row in rejected.where(F.col("reason").startswith(transforms.NOT_OF_SUBJECT))
+            .select("schema_id")
+            .distinct()
+            .collect()
+        ]
+        if foreign:
+            reasons = self._schemas.why_unknown(self._subject, foreign)
+            explained = F.col("reason")
+            for schema_id, reason in reasons.items():
+                explained = F.when(
+                    F.col("reason").startswith(transforms.NOT_OF_SUBJECT)
+                    & (F.col("schema_id") == schema_id),
+                    F.lit(reason),
+                ).otherwise(explained)
+            rejected = rejected.withColumn("reason", explained)
+        return transforms.to_quarantine(rejected)
+
+
+class ChangeBatchWriter:
+    """The ``foreachBatch`` function of the ingest query."""
+
+    def __init__(self, settings: Settings, checkpoint: str) -> None:
+        self._lake_root = settings.lake_uri
+        self._checkpoint = checkpoint
+        self._decoder = ChangeDecoder(settings)
+        self._observe_timeout_s = settings.spark.observe_timeout_s
+        self._app_id: str | None = None
+
+    def path(self, table: Table) -> str:
+        """Where ``table`` lives in this writer's lake."""
+        return table.path(self._lake_root)
+
+    def app_id(self, spark: SparkSession) -> str:
+        """``txnAppId`` prefix: the job and the checkpoint's query id (read once).
+
+        Tied to the checkpoint, so a new checkpoint's batch 0 is a new
+        transaction, while a batch re-run from the same checkpoint is the same one.
+        """
+        if self._app_id is None:
+            query = checkpoints.query_id(spark, self._checkpoint)
+            if query is None:
+                raise RuntimeError(f"the checkpoint {self._checkpoint} has no query id yet")
+            self._app_id = f"{JOB}.{query}"
+        return self._app_id
 
     def __call__(self, batch: DataFrame, batch_id: int) -> None:
         """Decode one micro-batch and write it to every sink, each write idempotent.
 
         On a small machine each Spark job's fixed cost is the latency, so the
         common batch is one job: the bronze append, with the batch's figures
-        (records, rejected, late, newest event time, produced-at histogram)
-        gathered by ``observe`` while it runs. Only a batch that holds
-        undecodable records reads its Kafka range a second time, for quarantine.
+        (records, rejected, late, produced-at histogram) gathered by
+        ``observe`` while it runs. Only a batch that holds records for
+        quarantine reads its Kafka range a second time. A batch Delta skips
+        (already committed before a crash) runs no job: it is counted, logged
+        and left, and nothing waits for figures it will never produce.
         """
         timer = _StepTimer(batch_id)
+        spark = batch.sparkSession
         # Jobs started from this thread go to the ingest pool, ahead of the
         # derived queries' jobs (see session.INGEST_POOL).
-        batch.sparkSession.sparkContext.setLocalProperty("spark.scheduler.pool", INGEST_POOL)
-        classified = self.classify(batch)
+        spark.sparkContext.setLocalProperty("spark.scheduler.pool", INGEST_POOL)
+        app = self.app_id(spark)
+        classified = self._decoder.classify(batch)
         timer.step("schemas")
-        checked = Observation()
-        bronze, _ = self.split(classified.observe(checked, transforms.rejected_count()))
-        bronze = transforms.flag_late(bronze, self._max_before(batch.sparkSession), self._delay_ms)
-        written = Observation()
+        checked, written = Observation(), Observation()
+        bronze = self._decoder.bronze_rows(classified.observe(checked, transforms.rejected_count()))
         bronze = bronze.observe(written, *transforms.batch_metrics())
-        self._append(bronze, BRONZE_QUAKE_CHANGES, "bronze", batch_id)
+        committed = append_once(
+            bronze, BRONZE_QUAKE_CHANGES, self.path(BRONZE_QUAKE_CHANGES), f"{app}.bronze", batch_id
+        )
         committed_ms = time.time() * 1000
         timer.step("bronze")
-        stats = transforms.batch_stats(written.get)
-        ROWS_WRITTEN.labels(JOB, "bronze").inc(stats.rows)
-        observe_latency_histogram("bronze", stats.produced_histogram, committed_ms)
-        LATE_EVENTS.inc(stats.late)
-        rejected = int(checked.get["rejected"])
-        if rejected:
-            _, quarantine = self.split(classified)
-            self._append(quarantine, QUARANTINE_QUAKE_CHANGES, "quarantine", batch_id)
-            ROWS_WRITTEN.labels(JOB, "quarantine").inc(rejected)
+        rejected: int | None = None
+        stats = transforms.BatchStats(0, 0, [])
+        if committed:
+            what = f"batch {batch_id} of {QUERY_NAME}"
+            stats = transforms.batch_stats(observed(written, self._observe_timeout_s, what))
+            rejected = int(observed(checked, self._observe_timeout_s, what)["rejected"])
+            ROWS_WRITTEN.labels(JOB, "bronze").inc(stats.rows)
+            observe_latency_histogram("bronze", stats.produced_histogram, committed_ms)
+            LATE_EVENTS.inc(stats.late)
+        else:
+            BATCHES_SKIPPED.labels(QUERY_NAME, "bronze").inc()
+            log.warning(
+                "batch %d was already committed to bronze (the job stopped between the Delta "
+                "commit and the checkpoint's): skipped, not written twice",
+                batch_id,
+            )
+        if rejected != 0:  # some, or unknown because bronze was skipped
+            rejected = self._quarantine(classified, batch_id, app)
             timer.step("quarantine")
-        if stats.max_event_time_ms is not None:
-            self._max_event_time_ms = max(self._max_event_time_ms or 0, stats.max_event_time_ms)
-        timer.done(stats.rows, rejected, stats.late)
+        timer.done(stats.rows, rejected or 0, stats.late)
 
-    def _max_before(self, spark: SparkSession) -> int | None:
-        if not self._max_loaded:
-            bronze = spark.read.format("delta").load(self.path(BRONZE_QUAKE_CHANGES))
-            newest = bronze.agg(F.max("event_time_ms")).first()
-            self._max_event_time_ms = int(newest[0]) if newest and newest[0] is not None else None
-            self._max_loaded = True
-        return self._max_event_time_ms
+    def _quarantine(self, classified: DataFrame, batch_id: int, app: str) -> int:
+        path = self.path(QUARANTINE_QUAKE_CHANGES)
 
-    def _append(self, rows: DataFrame, table: Table, sink: str, batch_id: int) -> None:
-        append_once(rows, table, self.path(table), f"{self._app_prefix}.{sink}", batch_id)
+        def write(rows: DataFrame) -> None:
+            if append_once(rows, QUARANTINE_QUAKE_CHANGES, path, f"{app}.quarantine", batch_id):
+                ROWS_WRITTEN.labels(JOB, "quarantine").inc(rows.count())
+            else:
+                BATCHES_SKIPPED.labels(QUERY_NAME, "quarantine").inc()
+
+        return write_if_any(self._decoder.quarantine_rows(classified), write)
 
 
 class _StepTimer:
@@ -177,28 +257,81 @@ class _StepTimer:
             )  # fmt: skip
 
 
-def ensure_bronze(spark: SparkSession, settings: Settings) -> str:
-    """Create the (empty) bronze table when missing, so streams can read it from the start."""
-    path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
+def empty_bronze(spark: SparkSession) -> DataFrame:
+    """An empty DataFrame with bronze's schema."""
     empty = spark.createDataFrame(
         [],
         "topic string, partition int, offset long, timestamp timestamp, key binary, value binary",
     )
     framed = transforms.split_wire_format(empty)
     decoded, _ = transforms.decode_changes(framed, {}, reader_schema())
-    bronze = transforms.flag_late(transforms.to_bronze(decoded), None, 0)
-    ensure_table(spark, BRONZE_QUAKE_CHANGES, path, bronze)
+    return transforms.flag_late(transforms.to_bronze(decoded), 0)
+
+
+def ensure_bronze(spark: SparkSession, settings: Settings) -> str:
+    """Create the (empty) bronze table when missing, so streams can read it from the start."""
+    path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
+    ensure_table(spark, BRONZE_QUAKE_CHANGES, path, empty_bronze(spark))
     return path
+
+
+def held_offsets(spark: SparkSession, settings: Settings) -> dict[int, int]:
+    """``{partition: next offset}`` after the records of the topic bronze and quarantine hold."""
+    topic = settings.kafka.changes_topic
+    held: dict[int, int] = {}
+    for table in (BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES):
+        path = table.path(settings.lake_uri)
+        if not table_exists(spark, path):
+            continue
+        rows = (
+            spark.read.format("delta")
+            .load(path)
+            .where(F.col("kafka_topic") == topic)
+            .groupBy("kafka_partition")
+            .agg(F.max("kafka_offset").alias("last"))
+            .collect()
+        )
+        for row in rows:
+            partition, after = int(row.kafka_partition), int(row.last) + 1
+            held[partition] = max(held.get(partition, 0), after)
+    return held
+
+
+def resume_offsets(spark: SparkSession, settings: Settings) -> dict[int, int] | None:
+    """Where a query without a checkpoint starts: right after what the lake holds.
+
+    ``{partition: offset}`` for every partition of the topic (Spark needs them
+    all; -2 = earliest for a partition the lake has nothing of yet), or None
+    when the lake holds nothing of the topic (``spark.starting_offsets`` applies).
+    """
+    held = held_offsets(spark, settings)
+    if not held:
+        return None
+    topic_partitions = partitions(settings.kafka, settings.kafka.changes_topic)
+    return {p: held.get(p, -2) for p in topic_partitions}
 
 
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
     """Start the ingest query; ``available_now`` reads what is in Kafka, then stops."""
     ensure_bronze(spark, settings)
-    stream = spark.readStream.format("kafka").options(**kafka_reader_options(settings)).load()
+    checkpoint = settings.checkpoint_dir(JOB, CHECKPOINT_SINK)
+    starting = None
+    if not checkpoints.has_started(spark, checkpoint):
+        starting = resume_offsets(spark, settings)
+        if starting is not None:
+            log.warning(
+                "%s has no checkpoint yet: it starts right after the Kafka offsets the lake "
+                "already holds, %s",
+                QUERY_NAME,
+                starting,
+            )
+    stream = (
+        spark.readStream.format("kafka").options(**kafka_reader_options(settings, starting)).load()
+    )
     return start_query(
-        stream.writeStream.foreachBatch(ChangeBatchWriter(settings)),
+        stream.writeStream.foreachBatch(ChangeBatchWriter(settings, checkpoint)),
         settings,
         QUERY_NAME,
-        settings.checkpoint_dir(JOB, "quake_changes"),
+        checkpoint,
         available_now,
     )

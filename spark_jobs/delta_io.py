@@ -2,22 +2,32 @@
 
 Each write is safe to repeat: appends carry ``txnAppId``/``txnVersion`` (Delta
 skips a (app, version) it has committed), upserts are MERGEs whose conditions
-make a repeated batch a no-op. That is what turns the checkpoint's
-at-least-once batch replay into exactly-once tables.
+make a repeated batch a no-op, and insert-only MERGEs on a key append only the
+rows not there yet. That is what turns the checkpoint's at-least-once batch
+replay into exactly-once tables.
+
+A skipped append runs no Spark job at all: ``append_once`` tells it by the
+table version not moving, so a caller never waits for figures that will not
+come (``observed`` bounds every such wait anyway).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from delta.tables import DeltaTable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import DataFrame, Observation, SparkSession
 
     from lake.tables import Table
+
+
+class ObservationTimeoutError(TimeoutError):
+    """A write's observed figures did not arrive in time (the write may not have run)."""
 
 
 def table_properties(table: Table) -> dict[str, str]:
@@ -57,8 +67,52 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
     builder.execute()
 
 
-def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: int) -> None:
-    """Append ``df``; a second append with the same (app_id, version) is skipped by Delta."""
+def table_version(spark: SparkSession, path: str) -> int:
+    """The newest committed version of the Delta table at ``path`` (-1 when there is none).
+
+    Reads only the log's newest entries (``DeltaLog.update``), not the table state.
+    """
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    log = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(spark._jsparkSession, path)
+    snapshot = log.update(
+        getattr(log, "update$default$1")(),
+        getattr(log, "update$default$2")(),
+        getattr(log, "update$default$3")(),
+    )
+    return int(snapshot.version())
+
+
+def observed(observation: Observation, timeout_s: float, what: str) -> dict[str, Any]:
+    """The figures ``observation`` gathered, waiting at most ``timeout_s`` for them.
+
+    PySpark's ``Observation.get`` waits forever for an action that may never
+    run (a write Delta skipped); this waits with a deadline and says what it
+    waited for.
+    """
+    future = observation._jo.future() if observation._jo is not None else None
+    deadline = time.monotonic() + timeout_s
+    delay = 0.005
+    while future is not None and not future.isCompleted():
+        if time.monotonic() > deadline:
+            raise ObservationTimeoutError(
+                f"the observed figures of {what} did not arrive within {timeout_s:.0f} s"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.2)
+    if future is None:
+        raise ObservationTimeoutError(f"{what} observed nothing: it was never executed")
+    return dict(observation.get)
+
+
+def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: int) -> bool:
+    """Append ``df``; a second append with the same (app_id, version) is skipped by Delta.
+
+    Returns False when Delta skipped it as already committed (the table version
+    did not move), True when this call committed it.
+    """
+    spark = df.sparkSession
+    before = table_version(spark, path)
     writer = (
         df.write.format("delta")
         .mode("append")
@@ -73,6 +127,27 @@ def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: in
     for key, value in table_properties(table).items():
         writer = writer.option(key, value)
     writer.save(path)
+    return table_version(spark, path) != before
+
+
+def insert_new(
+    spark: SparkSession, rows: DataFrame, table: Table, path: str, key: tuple[str, ...]
+) -> None:
+    """Insert the ``rows`` whose ``key`` the table does not hold yet; never rewrite a row.
+
+    An insert-only MERGE: idempotent by content whatever checkpoint or batch
+    id wrote it before, and it commits only added files, so Delta streams
+    reading the table take it as an append.
+    """
+    ensure_table(spark, table, path, rows)
+    on = " AND ".join(f"target.{k} <=> source.{k}" for k in key)
+    (
+        DeltaTable.forPath(spark, path)
+        .alias("target")
+        .merge(rows.alias("source"), on)
+        .whenNotMatchedInsertAll()
+        .execute()
+    )
 
 
 def write_if_any(rows: DataFrame, write: Callable[[DataFrame], None]) -> int:

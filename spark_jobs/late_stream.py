@@ -1,7 +1,7 @@
 """The late-events job: bronze rows flagged ``is_late`` -> the late-events table.
 
-The ingest job decides lateness (``transforms.flag_late``) and counts the late
-events in its metrics; this query copies those rows into their own table, so
+The ingest job flags lateness by the record-level rule (``transforms.flag_late``)
+and counts the late events in its metrics; this query copies those rows into their own table, so
 that events the windows leave out are kept where an analyst looks for them.
 It reads bronze as a Delta stream on a slow trigger: nobody waits seconds for
 this table, and the ingest query keeps the cores.
@@ -17,7 +17,7 @@ from core.settings import Settings
 from lake.tables import LATE_QUAKE_CHANGES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import append_once, write_if_any
+from spark_jobs.delta_io import insert_new, write_if_any
 from spark_jobs.session import start_query
 
 if TYPE_CHECKING:
@@ -28,17 +28,28 @@ JOB = "late"
 QUERY_NAME = "late_quake_changes"
 
 
+#: A late event is one Kafka record: its position is its identity.
+POSITION = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
 class LateAppender:
-    """``foreachBatch`` of the late-events query: an idempotent append per batch."""
+    """``foreachBatch`` of the late-events query: insert the rows not there yet."""
 
     def __init__(self, settings: Settings) -> None:
         self._path = LATE_QUAKE_CHANGES.path(settings.lake_uri)
 
     def __call__(self, late_rows: DataFrame, batch_id: int) -> None:
-        """Append the batch's late rows (none: no commit)."""
+        """Insert the batch's late rows by Kafka position (none: no commit).
+
+        Idempotent by content, not by batch id: a batch re-run after a crash,
+        or bronze read again from the start by a new checkpoint, inserts
+        nothing twice.
+        """
         count = write_if_any(
             late_rows,
-            lambda rows: append_once(rows, LATE_QUAKE_CHANGES, self._path, QUERY_NAME, batch_id),
+            lambda rows: insert_new(
+                rows.sparkSession, rows, LATE_QUAKE_CHANGES, self._path, POSITION
+            ),
         )
         ROWS_WRITTEN.labels(JOB, LATE_QUAKE_CHANGES.name).inc(count)
 

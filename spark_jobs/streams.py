@@ -2,7 +2,8 @@
 
 One SparkSession, one Prometheus endpoint, one listener for all queries, and
 a supervisor: a query that fails is restarted from its checkpoint (which is
-what makes that safe) a bounded number of times before the job gives up.
+what makes that safe), with a growing backoff, and a query that stops
+reporting (stuck in a batch) is reported as stalled.
 
 Why a supervisor: Spark 4.1.1's Kafka source throws a NullPointerException
 while reporting progress of the first batch after a crash, when that batch
@@ -23,8 +24,9 @@ from prometheus_client import Counter, start_http_server
 
 from core.errors import UserFacingError
 from core.settings import Settings
-from monitoring.stream_metrics import PrometheusListener
-from spark_jobs import aggregates_stream, bronze_stream, late_stream, silver_stream
+from monitoring.liveness import liveness
+from monitoring.stream_metrics import STALL_THRESHOLD_S, PrometheusListener
+from spark_jobs import aggregates_stream, bronze_stream, late_stream, silver_stream, transforms
 from spark_jobs.session import build_spark
 
 if TYPE_CHECKING:
@@ -34,7 +36,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOBS = ("bronze", "silver", "aggregates")
-MAX_RESTARTS = 5
+#: A query that ran this long before failing starts its backoff afresh.
+HEALTHY_RUN_S = 300.0
+MAX_BACKOFF_S = 60
 RESTARTS = Counter(
     "streamhouse_stream_query_restarts_total", "Failed queries restarted from checkpoint", ["query"]
 )
@@ -72,6 +76,94 @@ def query_factories(
     return factories
 
 
+def stall_threshold_s(settings: Settings, query_name: str) -> float:
+    """How long ``query_name`` may be silent before it counts as stalled."""
+    trigger_s = transforms.duration_ms(settings.trigger_for(query_name)) / 1000
+    return trigger_s + settings.spark.stall_after_s
+
+
+class Supervisor:
+    """Restarts failed queries from their checkpoints and reports stalled ones.
+
+    A failed query is restarted with a backoff that grows while it keeps
+    failing (capped) and resets once it has run for a while: an outage of
+    Kafka or the registry is waited out, not turned into an exit. A query
+    silent past its threshold is logged once per stall (the metrics and
+    ``stack status`` show it too).
+    """
+
+    def __init__(
+        self,
+        factories: dict[str, QueryFactory],
+        listener: PrometheusListener,
+        thresholds_s: dict[str, float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._factories = factories
+        self._listener = listener
+        self._thresholds_s = thresholds_s
+        self._clock = clock
+        self.queries = {name: factory() for name, factory in factories.items()}
+        self._failures = dict.fromkeys(self.queries, 0)
+        self._started_at = dict.fromkeys(self.queries, clock())
+        self._stalled: set[str] = set()
+
+    def check(self) -> None:
+        """One round: restart what failed, report what stalled."""
+        for name, query in list(self.queries.items()):
+            if not query.isActive and query.exception() is not None:
+                self._restart(name, str(query.exception()))
+        self._report_stalls()
+
+    def _restart(self, name: str, error: str) -> None:
+        if self._clock() - self._started_at[name] > HEALTHY_RUN_S:
+            self._failures[name] = 0
+        self._failures[name] += 1
+        RESTARTS.labels(name).inc()
+        backoff_s = min(2 ** self._failures[name], MAX_BACKOFF_S)
+        log.error(
+            "query %s failed (%d in a row), restarting from its checkpoint in %d s: %s",
+            name,
+            self._failures[name],
+            backoff_s,
+            error.strip().splitlines()[0] if error.strip() else error,
+        )
+        time.sleep(backoff_s)
+        self.queries[name] = self._factories[name]()
+        self._started_at[name] = self._clock()
+
+    def _report_stalls(self) -> None:
+        now = self._clock()
+        reports = {
+            name: self._listener.last_report_s(name) or self._started_at[name]
+            for name, query in self.queries.items()
+            if query.isActive
+        }
+        for state in liveness(reports, self._thresholds_s, now):
+            if state.stalled and state.query not in self._stalled:
+                self._stalled.add(state.query)
+                log.error(
+                    "query %s has reported nothing for %.0f s (threshold %.0f s): it is stuck "
+                    "in a batch; its thread dump (jstack) shows where",
+                    state.query,
+                    state.silent_s,
+                    state.threshold_s,
+                )
+            elif not state.stalled and state.query in self._stalled:
+                self._stalled.discard(state.query)
+                log.warning("query %s reports again", state.query)
+
+    def finished(self) -> bool:
+        """True when every query has ended without failing (an available-now run)."""
+        return all(not q.isActive and q.exception() is None for q in self.queries.values())
+
+    def stop(self) -> None:
+        """Stop every active query after its running batch; checkpoints stay consistent."""
+        for query in self.queries.values():
+            if query.isActive:
+                query.stop()
+
+
 def run(
     settings: Settings,
     jobs: tuple[str, ...],
@@ -81,34 +173,23 @@ def run(
     """Start ``jobs`` and supervise them until they end (available-now) or ``stop`` is set."""
     start_http_server(settings.runtime.ports.stream_metrics, addr=settings.runtime.host)
     spark = build_spark(settings, f"streamhouse-{'-'.join(jobs)}")
-    spark.streams.addListener(PrometheusListener())
+    listener = PrometheusListener()
+    spark.streams.addListener(listener)
     factories = query_factories(spark, settings, jobs, available_now)
-    queries = {name: factory() for name, factory in factories.items()}
-    restarts = dict.fromkeys(queries, 0)
-    log.info("started %s", ", ".join(queries))
+    thresholds = {name: stall_threshold_s(settings, name) for name in factories}
+    for name, threshold in thresholds.items():
+        STALL_THRESHOLD_S.labels(name).set(threshold)
+    supervisor = Supervisor(factories, listener, thresholds)
+    log.info("started %s", ", ".join(supervisor.queries))
     try:
         while not stop.is_set():
-            for name, query in list(queries.items()):
-                if query.isActive or query.exception() is None:
-                    continue
-                if restarts[name] >= MAX_RESTARTS:
-                    raise UserFacingError(
-                        f"the {name} query failed {MAX_RESTARTS + 1} times; last error: "
-                        f"{query.exception()}"
-                    )
-                restarts[name] += 1
-                RESTARTS.labels(name).inc()
-                log.warning(
-                    "query %s failed, restarting from its checkpoint: %s",
-                    name,
-                    str(query.exception()).splitlines()[0],
-                )
-                time.sleep(min(2 ** restarts[name], 30))
-                queries[name] = factories[name]()
-            if all(not q.isActive for q in queries.values()):
-                break  # available-now: every query has finished
+            supervisor.check()
+            if available_now and supervisor.finished():
+                break
             stop.wait(1.0)
+    except BaseException:
+        log.exception("the streaming job is stopping on an error")
+        raise
     finally:
-        for query in queries.values():
-            if query.isActive:
-                query.stop()  # ends after the running batch; the checkpoints stay consistent
+        supervisor.stop()
+        log.info("stopped %s", ", ".join(supervisor.queries))

@@ -59,13 +59,18 @@ def _decode(payload: Column, writer_schema: str, reader_schema: str) -> Column:
 
 
 def classify_changes(
-    framed: DataFrame, writer_schemas: dict[int, str], reader_schema: str
+    framed: DataFrame,
+    writer_schemas: dict[int, str],
+    reader_schema: str,
+    max_ahead_ms: int | None = None,
 ) -> DataFrame:
     """Decode framed records in one pass: the Kafka columns, ``schema_id``, ``event``
     (a struct in the reader schema) and ``reason`` (null when the record decoded).
 
     One projection with a CASE over the schema ids, so each record is decoded
     once, by the writer schema its id names, whatever mix of versions a batch holds.
+    A record whose event time is implausible (``implausible_event_time``) gets a
+    reason too: it cannot go to bronze, whose windows it would push ahead.
     """
     payload = F.col("avro_payload")
     event = F.lit(None)
@@ -96,7 +101,7 @@ def classify_changes(
     known = F.col("schema_id").isin(list(writer_schemas)) if writer_schemas else F.lit(False)
     reason = (
         F.when(~F.col("wire_ok"), F.lit(NOT_WIRE_FORMAT))
-        .when(~known, F.concat(F.lit("unknown schema id "), F.col("schema_id").cast("string")))
+        .when(~known, F.concat(F.lit(NOT_OF_SUBJECT), F.col("schema_id").cast("string")))
         .when(
             ~decoded_ok,
             F.concat(
@@ -105,10 +110,47 @@ def classify_changes(
             ),
         )
     )
+    if max_ahead_ms is not None:
+        reason = reason.otherwise(
+            implausible_event_time(F.col("event.event_time_ms"), max_ahead_ms)
+        )
     return with_event.select(*KAFKA_COLUMNS, "schema_id", "event", reason.alias("reason"))
 
 
 NOT_WIRE_FORMAT = "not in the Confluent wire format (magic byte 0 + schema id)"
+#: Prefix of the reason of a record whose schema id is not a version of the topic's
+#: subject; the ingest job asks the registry why before it quarantines the record.
+NOT_OF_SUBJECT = "not a version of the topic's subject: schema id "
+#: 0001-01-01T00:00:00Z: nothing older is an earthquake of any catalogue, and every
+#: timestamp conversion downstream (windows, marts) stays in range.
+MIN_EVENT_TIME_MS = -62_135_596_800_000
+
+
+def implausible_event_time(event_time_ms: Column, max_ahead_ms: int) -> Column:
+    """The reason an event time cannot be true, or null when it can.
+
+    Too far after the record's own Kafka timestamp (``max_ahead_ms``; a clock
+    or unit error, or garbage), or before year 1. The figures are printed as
+    milliseconds: converting an absurd value to a timestamp would overflow.
+    """
+    kafka_ms = F.unix_millis(F.col("timestamp"))
+    return F.when(
+        event_time_ms > kafka_ms + F.lit(max_ahead_ms),
+        F.concat(
+            F.lit("implausible event time: "),
+            event_time_ms.cast("string"),
+            F.lit(f" ms is more than {max_ahead_ms} ms after the record's Kafka timestamp "),
+            kafka_ms.cast("string"),
+            F.lit(" ms"),
+        ),
+    ).when(
+        event_time_ms < F.lit(MIN_EVENT_TIME_MS),
+        F.concat(
+            F.lit("implausible event time: "),
+            event_time_ms.cast("string"),
+            F.lit(" ms is before year 1"),
+        ),
+    )
 
 
 def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
@@ -119,7 +161,10 @@ def split_classified(classified: DataFrame) -> tuple[DataFrame, DataFrame]:
 
 
 def decode_changes(
-    framed: DataFrame, writer_schemas: dict[int, str], reader_schema: str
+    framed: DataFrame,
+    writer_schemas: dict[int, str],
+    reader_schema: str,
+    max_ahead_ms: int | None = None,
 ) -> tuple[DataFrame, DataFrame]:
     """Decode framed records into (decoded, rejected).
 
@@ -127,7 +172,7 @@ def decode_changes(
     in the reader schema; ``rejected`` has the Kafka columns, ``schema_id`` and
     a ``reason`` for each record that could not be decoded.
     """
-    return split_classified(classify_changes(framed, writer_schemas, reader_schema))
+    return split_classified(classify_changes(framed, writer_schemas, reader_schema, max_ahead_ms))
 
 
 def required_fields(schema_json: str) -> list[str]:
@@ -256,20 +301,19 @@ def duration_ms(text: str) -> int:
     return int(match.group(1)) * _UNIT_MS[match.group(2)]
 
 
-def flag_late(
-    bronze_rows: DataFrame, max_event_time_before_ms: int | None, delay_ms: int
-) -> DataFrame:
-    """Add ``is_late``: the event is older than the watermark when its batch arrived.
+def flag_late(bronze_rows: DataFrame, allowed_lateness_ms: int) -> DataFrame:
+    """Add ``is_late``: the event time is older than the record's Kafka timestamp minus
+    ``allowed_lateness_ms``.
 
-    The watermark is the newest event time bronze held before this batch minus
-    ``delay_ms``. Lateness is decided here, once, from bronze's own content and
-    stored with the row, so the live aggregates and any replay agree on which
-    events a window leaves out.
+    A property of the record alone (its event time and the time Kafka gave it),
+    not of how micro-batches happened to split or of what arrived before, so a
+    replay from Kafka decides exactly what the live stream decided, and one
+    record with a wild event time changes nothing for the others.
     """
-    if max_event_time_before_ms is None:
-        return bronze_rows.withColumn("is_late", F.lit(False))
-    watermark = max_event_time_before_ms - delay_ms
-    return bronze_rows.withColumn("is_late", F.col("event_time_ms") < F.lit(watermark))
+    kafka_ms = F.unix_millis(F.col("kafka_timestamp"))
+    return bronze_rows.withColumn(
+        "is_late", F.col("event_time_ms") < kafka_ms - F.lit(allowed_lateness_ms)
+    )
 
 
 def on_time(bronze_rows: DataFrame) -> DataFrame:
@@ -386,7 +430,6 @@ class BatchStats:
 
     rows: int
     late: int
-    max_event_time_ms: int | None
     # (produced_at_ms rounded down to PRODUCED_AT_RESOLUTION_MS, rows): latency needs
     # only this histogram once the commit time is known.
     produced_histogram: list[tuple[int, int]]
@@ -404,7 +447,6 @@ def batch_metrics() -> list[Column]:
     return [
         F.count(F.lit(1)).alias("rows"),
         F.count(F.when(F.col("is_late"), 1)).alias("late"),
-        F.max("event_time_ms").alias("max_event_time_ms"),
         F.histogram_numeric(bucket, F.lit(PRODUCED_AT_BINS)).alias("produced"),
     ]
 
@@ -416,10 +458,8 @@ def batch_stats(observed: dict[str, Any]) -> BatchStats:
     for point in observed.get("produced") or []:
         bucket = round(float(point["x"])) * PRODUCED_AT_RESOLUTION_MS
         produced[bucket] = produced.get(bucket, 0) + round(float(point["y"]))
-    newest = observed.get("max_event_time_ms")
     return BatchStats(
         rows=int(observed.get("rows") or 0),
         late=int(observed.get("late") or 0),
-        max_event_time_ms=int(newest) if newest is not None else None,
         produced_histogram=sorted(produced.items()),
     )

@@ -79,7 +79,7 @@ def stack_status() -> None:
 
     def action() -> None:
         rows = stack.status(load_settings())
-        table = Table("service", "pid", "port", "health", "memory", "log")
+        table = Table("service", "pid", "port", "health", "memory", "log", "detail")
         for row in rows:
             health = (
                 "[green]ready[/]"
@@ -87,8 +87,9 @@ def stack_status() -> None:
                 else ("[yellow]starting/unhealthy[/]" if row.pid else "[dim]stopped[/]")
             )
             memory = f"{row.rss_bytes / 2**20:.0f} MiB" if row.pid else "-"
+            detail = f"[red]{row.detail}[/]" if row.pid and not row.healthy else row.detail
             table.add_row(
-                row.name, str(row.pid or "-"), str(row.port), health, memory, str(row.log)
+                row.name, str(row.pid or "-"), str(row.port), health, memory, str(row.log), detail
             )
         out.print(table)
         total = sum(r.rss_bytes for r in rows)
@@ -345,13 +346,13 @@ def demo(
 
 @app.command("settings")
 def show_settings() -> None:
-    """Print the effective settings as the environment variables that set them."""
-    from core.settings import settings_env
+    """Print the effective settings as the environment variables that set them (secrets hidden)."""
+    from core.settings import redacted_variables
 
     def action() -> None:
-        env = settings_env(load_settings())
-        for key in sorted(k for k in env if k.startswith("STREAMHOUSE_")):
-            out.print(f"{key}={env[key]}", markup=False, highlight=False)
+        variables = redacted_variables(load_settings())
+        for key in sorted(variables):
+            out.print(f"{key}={variables[key]}", markup=False, highlight=False)
 
     guarded(action)
 

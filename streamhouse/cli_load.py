@@ -46,7 +46,7 @@ def _prepare(settings: Settings, topic: str) -> tuple[str, int]:
     if ensure_topic(settings.kafka, topic):
         console.print(f"[cyan]•[/] created topic {topic}")
     try:
-        return register_schema(settings.registry.url, settings.registry.compatibility, topic)
+        return register_schema(settings.registry, topic)
     except Exception as error:
         raise UserFacingError(
             f"cannot register quake_change.avsc under {topic}-value with the schema registry at "

@@ -20,7 +20,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
 
-from core.settings import KafkaSettings, LoadGenSettings
+from core.settings import KafkaSettings, LoadGenSettings, RegistrySettings
 from producers.loadgen.encoding import ChangeEncoder
 from producers.loadgen.generator import EventGenerator, LoadProfile, synthetic_quakes
 from producers.loadgen.stats import (
@@ -275,18 +275,17 @@ def delete_topic(kafka: KafkaSettings, topic: str, *, timeout_s: float = 30.0) -
     admin.delete_topics([topic])[topic].result(timeout_s)
 
 
-def register_schema(registry_url: str, compatibility: str, topic: str) -> tuple[str, int]:
+def register_schema(registry: RegistrySettings, topic: str) -> tuple[str, int]:
     """Register ``quake_change.avsc`` under ``<topic>-value`` once; (schema text, schema id)."""
-    from core.settings import RegistrySettings
     from producers.serialization import (
         load_schema,
         make_registry_client,
         register_value_schema,
     )
 
-    client = make_registry_client(RegistrySettings(url=registry_url, compatibility=compatibility))
+    client = make_registry_client(registry)
     schema = load_schema(VALUE_SCHEMA)
-    schema_id = register_value_schema(client, topic, schema, compatibility=compatibility)
+    schema_id = register_value_schema(client, topic, schema, compatibility=registry.compatibility)
     return schema.schema_str, schema_id
 
 

@@ -48,6 +48,9 @@ class ServiceSpec:
     resolve: Callable[[], object] = lambda: None
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    #: What ``stack status`` says beyond "ready", and whether it is bad news
+    #: (a streaming query that stopped reporting is stalled though its process runs).
+    detail: Callable[[], tuple[str, bool]] | None = None
 
 
 def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
@@ -334,8 +337,16 @@ def _prometheus(settings: Settings) -> ServiceSpec:
 
 
 def _python_service(
-    settings: Settings, name: str, port: int, depends_on: tuple[str, ...], args: list[str]
+    settings: Settings,
+    name: str,
+    port: int,
+    depends_on: tuple[str, ...],
+    args: list[str],
+    *,
+    secrets: bool = False,
 ) -> ServiceSpec:
+    """A process of the platform run from this virtualenv; ``secrets``: it talks to Kafka or
+    the registry and gets their credentials (no other child sees them)."""
     rt = settings.runtime
 
     def prepare(paths: ServicePaths) -> list[str]:
@@ -345,7 +356,13 @@ def _python_service(
         return _http_ok(f"http://{rt.host}:{port}/metrics")
 
     return ServiceSpec(
-        name, port, depends_on, prepare, ready, env=settings_env(settings), cwd=PROJECT_ROOT
+        name,
+        port,
+        depends_on,
+        prepare,
+        ready,
+        env=settings_env(settings, secrets=secrets),
+        cwd=PROJECT_ROOT,
     )
 
 
@@ -379,9 +396,26 @@ def _streaming(settings: Settings) -> ServiceSpec:
         settings.runtime.ports.stream_metrics,
         ("kafka", "registry"),
         ["streamhouse.cli", "stream", "run"],
+        secrets=True,
     )
     spec.resolve = lambda: resolve_spark_jars(settings)
+    spec.detail = lambda: streaming_liveness(settings)
     return spec
+
+
+def streaming_liveness(settings: Settings) -> tuple[str, bool]:
+    """(one line, stalled?) about the streaming job's queries, from its liveness metrics."""
+    import time
+
+    from monitoring.liveness import describe, liveness_from_metrics
+
+    url = f"http://{settings.runtime.host}:{settings.runtime.ports.stream_metrics}/metrics"
+    try:
+        text = httpx.get(url, timeout=2.0).text
+    except httpx.HTTPError:
+        return "metrics unreachable", True
+    queries = liveness_from_metrics(text, time.time())
+    return describe(queries), any(q.stalled for q in queries)
 
 
 def build_services(settings: Settings) -> dict[str, ServiceSpec]:
@@ -398,6 +432,7 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
             ports.poller_metrics,
             ("kafka", "registry", "simulator"),
             ["streamhouse.cli", "poll"],
+            secrets=True,
         ),
         _streaming(settings),
     ]

@@ -33,6 +33,8 @@ class ServiceStatus:
     healthy: bool
     rss_bytes: int
     log: Path
+    #: Beyond readiness: e.g. whether the streaming queries report or are stalled.
+    detail: str = ""
 
 
 def service_paths(settings: Settings, name: str) -> process.ServicePaths:
@@ -153,14 +155,20 @@ def status(settings: Settings) -> list[ServiceStatus]:
     for name, spec in specs.items():
         paths = service_paths(settings, name)
         pid = process.read_pid(paths)
+        healthy = pid is not None and spec.ready()
+        detail = ""
+        if healthy and spec.detail is not None:
+            detail, bad = spec.detail()
+            healthy = not bad
         rows.append(
             ServiceStatus(
                 name=name,
                 pid=pid,
                 port=spec.port,
-                healthy=pid is not None and spec.ready(),
+                healthy=healthy,
                 rss_bytes=process.rss_bytes(pid) if pid else 0,
                 log=paths.log,
+                detail=detail,
             )
         )
     return rows

@@ -189,26 +189,29 @@ def test_duration_refuses_garbage() -> None:
         transforms.duration_ms("soon")
 
 
-def test_lateness_is_decided_from_what_bronze_held_before(spark: SparkSession) -> None:
+def test_lateness_is_a_property_of_the_record(spark: SparkSession) -> None:
+    # Late = event time older than the record's own Kafka timestamp minus the
+    # allowed lateness; what else arrived, and in which batch, plays no part.
     minute = 60_000
+    kafka_ts = datetime.fromtimestamp(T0 / 1000)
     bronze = rows(
         spark,
         [
             ("a", "UPSERT", 1, T0, 0, "ci", 1.0, 0, 0),
             ("b", "UPSERT", 1, T0 - 9 * minute, 0, "ci", 1.0, 0, 1),
             ("c", "UPSERT", 1, T0 - 11 * minute, 0, "ci", 1.0, 0, 2),
+            ("d", "UPSERT", 1, T0 + 3 * minute, 0, "ci", 1.0, 0, 3),
         ],
-    )
-    flagged = {
-        r.entity_id: r.is_late for r in transforms.flag_late(bronze, T0, 10 * minute).collect()
-    }
-    assert flagged == {"a": False, "b": False, "c": True}
-    first_batch = transforms.flag_late(bronze, None, 10 * minute)
-    assert first_batch.where("is_late").count() == 0, "nothing is late before any watermark"
+    ).withColumn("kafka_timestamp", F.lit(kafka_ts))
+    flagged = {r.entity_id: r.is_late for r in transforms.flag_late(bronze, 10 * minute).collect()}
+    assert flagged == {"a": False, "b": False, "c": True, "d": False}
+    # The same rows in any grouping decide the same: no row depends on another.
+    for entity in "abcd":
+        alone = bronze.where(F.col("entity_id") == entity)
+        assert transforms.flag_late(alone, 10 * minute).first().is_late == flagged[entity]
     assert {
-        r.entity_id
-        for r in transforms.on_time(transforms.flag_late(bronze, T0, 10 * minute)).collect()
-    } == {"a", "b"}
+        r.entity_id for r in transforms.on_time(transforms.flag_late(bronze, 10 * minute)).collect()
+    } == {"a", "b", "d"}
 
 
 def test_batch_stats_are_observed_while_the_rows_are_written(
@@ -222,14 +225,13 @@ def test_batch_stats_are_observed_while_the_rows_are_written(
                 ("b", "UPSERT", 1, T0 - 3_600_000, 1_000_080, "ci", 1.0, 0, 1),
                 ("c", "UPSERT", 1, T0 + 5, 1_000_250, "ci", 1.0, 0, 2),
             ],
-        ),
-        T0,
+        ).withColumn("kafka_timestamp", F.lit(datetime.fromtimestamp(T0 / 1000))),
         600_000,
     )
     observation = Observation()
     bronze.observe(observation, *transforms.batch_metrics()).write.parquet(str(tmp_path / "out"))
     stats = transforms.batch_stats(observation.get)
-    assert (stats.rows, stats.late, stats.max_event_time_ms) == (3, 1, T0 + 5)
+    assert (stats.rows, stats.late) == (3, 1)
     assert sorted(stats.produced_histogram) == [(1_000_000, 2), (1_000_200, 1)]
 
 

@@ -60,9 +60,11 @@ def framed(schema: dict[str, Any], record: dict[str, Any], schema_id: int) -> by
     return b"\x00" + struct.pack(">I", schema_id) + buffer.getvalue()
 
 
+KAFKA_TS = datetime(2026, 11, 26, 12, 0, 0)
+
+
 def kafka_rows(spark: SparkSession, values: list[bytes]):  # type: ignore[no-untyped-def]
-    ts = datetime(2026, 11, 26, 12, 0, 0)
-    rows = [("t", 0, i, ts, b"k", v) for i, v in enumerate(values)]
+    rows = [("t", 0, i, KAFKA_TS, b"k", v) for i, v in enumerate(values)]
     return spark.createDataFrame(rows, KAFKA_SCHEMA)
 
 
@@ -102,7 +104,7 @@ def test_decode_per_schema_id_into_reader_schema(spark: SparkSession) -> None:
     assert bronze["b"].kafka_offset == 0 and bronze["b"].schema_id == 2
     reasons = {r.offset: r.reason for r in rejected.collect()}
     assert reasons[2].startswith("Avro payload does not decode with writer schema id 2")
-    assert reasons[3] == "unknown schema id 99"
+    assert reasons[3] == transforms.NOT_OF_SUBJECT + "99"  # the ingest job asks the registry why
     assert reasons[4].startswith("not in the Confluent wire format")
     assert len(reasons) == 3
 
@@ -126,3 +128,37 @@ def test_each_record_is_decoded_once_on_either_side_of_the_split(spark: SparkSes
     for side in transforms.decode_changes(frame, {1: reader}, reader):
         plan = side._jdf.queryExecution().executedPlan().toString()
         assert plan.count("from_avro") == 1
+
+
+def test_implausible_event_times_are_quarantined_with_the_reason(spark: SparkSession) -> None:
+    # One record dated in the year 9999 must not become every later event's
+    # watermark: it goes to quarantine, and converting it would overflow.
+    reader = reader_schema()
+    kafka_ms = int(KAFKA_TS.timestamp() * 1000)
+    times = {
+        "now": kafka_ms - 1000,
+        "slightly_ahead": kafka_ms + 60_000,  # within 5 minutes of clock skew
+        "year_9999": 253_370_764_800_000,
+        "max_long": 2**63 - 1,
+        "before_year_1": -62_135_596_800_001,
+        "old_but_real": -2_208_988_800_000,  # 1900: late, not implausible
+    }
+    values = []
+    for name, event_time_ms in times.items():
+        record = change(name, 1)
+        record["event_time_ms"] = event_time_ms
+        values.append(framed(json.loads(reader), record, 1))
+    frame = transforms.split_wire_format(kafka_rows(spark, values))
+    decoded, rejected = transforms.decode_changes(frame, {1: reader}, reader, 5 * 60_000)
+    assert {r.event.entity_id for r in decoded.collect()} == {
+        "now",
+        "slightly_ahead",
+        "old_but_real",
+    }
+    reasons = {r.offset: r.reason for r in rejected.collect()}
+    assert set(reasons) == {2, 3, 4}
+    assert reasons[2].startswith("implausible event time: 253370764800000 ms is more than")
+    assert "after the record's Kafka timestamp" in reasons[3]
+    assert reasons[4].endswith("is before year 1")
+    quarantined = transforms.to_quarantine(rejected).collect()
+    assert len(quarantined) == 3 and all(r.raw_value for r in quarantined)

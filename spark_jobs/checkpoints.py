@@ -1,0 +1,89 @@
+"""What a streaming checkpoint says: has the query run, under which id, up to which offsets.
+
+Read through Hadoop's FileSystem, so the same code reads a local folder, s3a://
+or abfss://. The layout is Structured Streaming's own: ``metadata`` holds the
+query id (``{"id": ...}``), ``offsets/<batch>`` the offsets a batch planned
+(line 1 the version, line 2 the batch metadata, then one line per source) and
+``commits/<batch>`` marks a batch as done.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+def _fs_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    fs = hadoop_path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    return fs, hadoop_path
+
+
+def _read_text(spark: SparkSession, path: str) -> str | None:
+    fs, hadoop_path = _fs_path(spark, path)
+    if not fs.exists(hadoop_path):
+        return None
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    stream = fs.open(hadoop_path)
+    try:
+        return str(jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8"))
+    finally:
+        stream.close()
+
+
+def _batch_ids(spark: SparkSession, folder: str) -> list[int]:
+    fs, hadoop_path = _fs_path(spark, folder)
+    if not fs.exists(hadoop_path):
+        return []
+    ids = []
+    for status in fs.listStatus(hadoop_path):
+        name = str(status.getPath().getName())
+        if name.isdigit():
+            ids.append(int(name))
+    return sorted(ids)
+
+
+def query_id(spark: SparkSession, checkpoint: str) -> str | None:
+    """The id of the query the checkpoint belongs to (stable across restarts), None if new."""
+    text = _read_text(spark, f"{checkpoint.rstrip('/')}/metadata")
+    if not text:
+        return None
+    return str(json.loads(text.splitlines()[0])["id"])
+
+
+def has_started(spark: SparkSession, checkpoint: str) -> bool:
+    """True when a query has planned at least one batch in this checkpoint."""
+    return bool(_batch_ids(spark, f"{checkpoint.rstrip('/')}/offsets"))
+
+
+def parse_offset_log(text: str) -> list[Any]:
+    """The per-source offsets of an ``offsets/<batch>`` file (pure), in source order."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines or not lines[0].startswith("v"):
+        raise ValueError("not a streaming offset log")
+    return [None if line == "-" else json.loads(line) for line in lines[2:]]
+
+
+def committed_kafka_offsets(spark: SparkSession, checkpoint: str, topic: str) -> dict[int, int]:
+    """``{partition: next offset}`` of ``topic`` up to the last batch the query committed.
+
+    Empty when no batch was committed. The offsets are those the committed batch
+    planned to read to (exclusive), as the query resumes from them.
+    """
+    root = checkpoint.rstrip("/")
+    committed = _batch_ids(spark, f"{root}/commits")
+    if not committed:
+        return {}
+    text = _read_text(spark, f"{root}/offsets/{committed[-1]}")
+    if text is None:
+        return {}
+    for source in parse_offset_log(text):
+        if isinstance(source, dict) and topic in source:
+            return {int(p): int(o) for p, o in source[topic].items()}
+    return {}
