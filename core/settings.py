@@ -305,6 +305,21 @@ class SourceSettings(BaseModel):
         30.0, gt=0, description="How long an open breaker pauses polling (doubles while failing)."
     )
     breaker_open_max_s: float = Field(300.0, gt=0, description="Longest breaker pause.")
+    max_body_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024,
+        description="A response body larger than this is not read further: the page is "
+        "dead-lettered (its head) and the poll retried later.",
+    )
+    max_json_depth: int = Field(
+        64, ge=4, le=900, description="A page nesting deeper than this is dead-lettered."
+    )
+    dead_letter_max_bytes: int = Field(
+        512 * 1024,
+        ge=1024,
+        description="Dead-letter payloads are cut to this size (original size and SHA-256 in "
+        "the headers), below Kafka's message size limit.",
+    )
 
 
 class SimulatorSettings(BaseModel):
@@ -336,6 +351,16 @@ class SimulatorSettings(BaseModel):
     slow_s: float = Field(2.0, ge=0, description="Delay of a slow response.")
     truncate_rate: float = Field(0.0, ge=0, le=1, description="Share of truncated bodies.")
     malformed_rate: float = Field(0.0, ge=0, le=1, description="Share of non-JSON bodies.")
+    huge_body_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of bodies padded to huge_body_mb (hostile input)."
+    )
+    huge_body_mb: int = Field(200, ge=1, description="Size of a huge body, MiB.")
+    nan_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of pages whose first record's mag is a NaN literal."
+    )
+    deep_nesting_rate: float = Field(
+        0.0, ge=0, le=1, description="Share of bodies that are JSON nested 10,000 levels deep."
+    )
     drift_rate: float = Field(
         0.0, ge=0, le=1, description="Share of revisions that drift (extra/removed/retyped field)."
     )

@@ -50,6 +50,10 @@ class PublishError(RuntimeError):
     """Records could not be handed to Kafka (serialization, registry or local queue)."""
 
 
+class RecordRejectedError(PublishError):
+    """Kafka refused one record before queueing it (too large, bad header): dead-letter it."""
+
+
 class PageError(RuntimeError):
     """A response arrived but its body cannot be read as a page (malformed or truncated JSON).
 

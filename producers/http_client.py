@@ -12,13 +12,15 @@ retry. What is retried and how:
 - any other 4xx is the request's own fault: retrying it blindly would only
   repeat it, so it fails at once (``SourceError`` with the body).
 
-A 200 whose body is not a JSON object (malformed, truncated) raises
-``PageError`` with the raw bytes, for the dead-letter topic.
+A 200 whose body is not a JSON object (malformed, truncated), is larger than
+``max_body_bytes`` or nests deeper than ``max_json_depth`` raises ``PageError``
+with the raw bytes (the head of them, for a body over the limit), for the
+dead-letter topic. The body is read as a stream and the read stops at the
+limit, so a hostile response never fills the poller's memory.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -30,12 +32,15 @@ import httpx
 
 from core.settings import SourceSettings
 from producers.errors import PageError, SourceError
+from producers.json_guard import JsonLimitError, parse_json
 from producers.metrics import HTTP_RESPONSES, RETRY_WAIT_SECONDS, RETRY_WAITS
 
 USER_AGENT = "streamhouse-poller/0.1"
 # How much of an error body goes into the exception: enough for the USGS
 # text/plain error (about 400 bytes), not a whole HTML page.
 _ERROR_BODY_CHARS = 600
+#: An error body is read this far at most (a source's refusal text is a few hundred bytes).
+_ERROR_BODY_MAX_BYTES = 64 * 1024
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 #: Waits ``seconds``; returns True when the wait was interrupted (stop requested).
@@ -92,17 +97,67 @@ def make_http_client(settings: SourceSettings) -> httpx.Client:
     return httpx.Client(timeout=timeout, headers={"User-Agent": USER_AGENT})
 
 
-def parse_page(response: httpx.Response) -> Mapping[str, Any]:
-    """The JSON object of a 200 response, or ``PageError`` with the raw body."""
-    raw = response.content
-    try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+@dataclass(frozen=True)
+class BodyLimits:
+    """What a page may be: its size in bytes and how deeply its JSON nests."""
+
+    max_body_bytes: int = 64 * 1024 * 1024
+    max_json_depth: int = 64
+
+    @classmethod
+    def from_settings(cls, settings: SourceSettings) -> BodyLimits:
+        """The limits configured for a source."""
+        return cls(settings.max_body_bytes, settings.max_json_depth)
+
+
+def read_body(response: httpx.Response, limits: BodyLimits) -> bytes:
+    """The body of a streamed response, or ``PageError`` once it passes the size limit.
+
+    A ``Content-Length`` over the limit is refused before reading; a body that
+    grows past it (no or a false length) is cut there. The error keeps the
+    head of the body that was read.
+    """
+    url = str(response.url)
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > limits.max_body_bytes:
         raise PageError(
-            f"body is not valid JSON: {error}", raw=raw, url=str(response.url)
-        ) from error
+            f"body of {int(declared)} bytes is over the limit of {limits.max_body_bytes} bytes",
+            raw=b"",
+            url=url,
+        )
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_bytes():
+        size += len(chunk)
+        if size > limits.max_body_bytes:
+            head = b"".join(chunks)
+            raise PageError(
+                f"body is over the limit of {limits.max_body_bytes} bytes (read stopped there)",
+                raw=head,
+                url=url,
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _head_of(response: httpx.Response, max_bytes: int) -> str:
+    """At most ``max_bytes`` of an error body, as text (the rest is not read)."""
+    head = bytearray()
+    for chunk in response.iter_bytes():
+        head.extend(chunk[: max_bytes - len(head)])
+        if len(head) >= max_bytes:
+            break
+    return bytes(head).decode(response.encoding or "utf-8", errors="replace")
+
+
+def parse_page(raw: bytes, url: str, limits: BodyLimits) -> Mapping[str, Any]:
+    """The JSON object of a 200 body, or ``PageError`` with the raw body."""
+    try:
+        body = parse_json(raw, max_depth=limits.max_json_depth)
+    except JsonLimitError as error:
+        raise PageError(str(error), raw=raw, url=url) from error
     if not isinstance(body, Mapping):
-        raise PageError("body is JSON but not an object", raw=raw, url=str(response.url))
+        raise PageError("body is JSON but not an object", raw=raw, url=url)
     return body
 
 
@@ -115,6 +170,7 @@ def get_json(
     sleep: Sleep | None = None,
     rng: random.Random | None = None,
     source: str = "",
+    limits: BodyLimits | None = None,
 ) -> Mapping[str, Any]:
     """GET ``url`` with ``params`` and return the JSON object of the body, retrying per ``policy``.
 
@@ -124,27 +180,30 @@ def get_json(
     requested) ends the retries at once.
     """
     policy = policy or RetryPolicy(max_attempts=1)
+    limits = limits or BodyLimits()
     rng = rng or random.Random()
     wait: Sleep = sleep or _blocking_sleep
     last_error: SourceError | None = None
     for attempt in range(policy.max_attempts):
         try:
-            response = client.get(url, params=dict(params))
+            with client.stream("GET", url, params=dict(params)) as response:
+                HTTP_RESPONSES.labels(source=source, status=str(response.status_code)).inc()
+                if response.status_code == httpx.codes.OK:
+                    raw = read_body(response, limits)
+                    return parse_page(raw, str(response.url), limits)
+                error_body = _head_of(response, _ERROR_BODY_MAX_BYTES)
         except httpx.HTTPError as error:
             kind = "timeout" if isinstance(error, httpx.TimeoutException) else "error"
             HTTP_RESPONSES.labels(source=source, status=kind).inc()
             last_error = SourceError(f"GET {url} failed: {error!r}", url=url)
             retry_after = None
         else:
-            HTTP_RESPONSES.labels(source=source, status=str(response.status_code)).inc()
-            if response.status_code == httpx.codes.OK:
-                return parse_page(response)
             last_error = SourceError(
                 f"GET {response.url} returned HTTP {response.status_code}: "
-                f"{response.text[:_ERROR_BODY_CHARS]}",
+                f"{error_body[:_ERROR_BODY_CHARS]}",
                 status_code=response.status_code,
                 url=str(response.url),
-                body=response.text,
+                body=error_body,
             )
             if response.status_code not in RETRYABLE_STATUS:
                 raise last_error

@@ -12,6 +12,7 @@ all of them become visible to ``read_committed`` consumers or none does.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -22,8 +23,8 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext, SerializationError
 
 from core.settings import KafkaSettings, Settings
-from producers.errors import ProducerFencedError, PublishError
-from producers.metrics import DELIVERY_FAILURES, RECORDS_DELIVERED
+from producers.errors import ProducerFencedError, PublishError, RecordRejectedError
+from producers.metrics import COMMIT_RETRIES, DELIVERY_FAILURES, RECORDS_DELIVERED
 from producers.serialization import build_value_serializer, make_key_serializer
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,25 @@ Serializer = Callable[[Any, SerializationContext], bytes | None]
 # How long to serve delivery reports when librdkafka's local queue is full
 # before trying the same produce again.
 _QUEUE_FULL_WAIT_S = 0.5
+#: Commit attempts while the error is retriable (each waits up to the flush timeout).
+_COMMIT_ATTEMPTS = 5
+#: Keys are entity ids; a hostile one is cut, it is only a partitioning hint here.
+_KEY_MAX_BYTES = 1024
+
+
+def capped_payload(raw: bytes, max_bytes: int) -> tuple[bytes, list[tuple[str, bytes]]]:
+    """``raw`` cut to ``max_bytes``, with headers saying so (pure).
+
+    A cut payload keeps its head; its original size and SHA-256 identify it.
+    """
+    if len(raw) <= max_bytes:
+        return raw, []
+    digest = hashlib.sha256(raw).hexdigest()
+    return raw[:max_bytes], [
+        ("truncated", b"true"),
+        ("original_size", str(len(raw)).encode()),
+        ("original_sha256", digest.encode()),
+    ]
 
 
 class ProducerLike(Protocol):
@@ -153,6 +173,7 @@ class ChangePublisher:
         dead_letter_topic: str | None = None,
         cursor_topic: str | None = None,
         transactional: bool = False,
+        dead_letter_max_bytes: int = 512 * 1024,
     ) -> None:
         self.producer = producer
         self.topic = topic
@@ -162,6 +183,7 @@ class ChangePublisher:
         self.dead_letter_topic = dead_letter_topic
         self.cursor_topic = cursor_topic
         self.transactional = transactional
+        self.dead_letter_max_bytes = dead_letter_max_bytes
         # Dead letters and cursors are counted apart from the change events.
         self.side_report = DeliveryReport(dead_letter_topic or "side")
 
@@ -182,41 +204,64 @@ class ChangePublisher:
             raise PublishError(
                 f"cannot serialize record {key!r} for {self.topic}: {error}"
             ) from error
-        while True:
-            try:
-                self.producer.produce(
-                    self.topic, value=value_bytes, key=key_bytes, on_delivery=self.report
-                )
-                break
-            except BufferError:
-                # librdkafka's local queue is full: serve delivery reports to make room.
-                self.producer.poll(_QUEUE_FULL_WAIT_S)
-        self.producer.poll(0)
+        self._produce(self.topic, key_bytes, value_bytes, None, self.report)
 
     def flush(self, timeout_s: float) -> int:
         """Wait for outstanding delivery reports; returns how many are still outstanding."""
         return self.producer.flush(timeout_s)
 
-    def _produce_raw(
-        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    def _produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: list[tuple[str, bytes]] | None,
+        report: DeliveryCallback,
     ) -> None:
+        """``produce`` one record, serving delivery reports while the local queue is full.
+
+        A record Kafka refuses up front (larger than the producer's or the
+        topic's limit, a bad header) raises ``RecordRejectedError``: nothing of it
+        was queued, so the transaction is intact and the caller can dead-letter
+        it instead of failing the poll again and again.
+        """
         while True:
             try:
                 self.producer.produce(
-                    topic, value=value, key=key, on_delivery=self.side_report, headers=headers
+                    topic, value=value, key=key, on_delivery=report, headers=headers
                 )
                 break
             except BufferError:
+                # librdkafka's local queue is full: serve delivery reports to make room.
                 self.producer.poll(_QUEUE_FULL_WAIT_S)
+            except KafkaException as error:
+                kafka_error = error.args[0] if error.args else None
+                if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
+                    raise _publish_error("the producer failed", error) from error
+                raise RecordRejectedError(f"Kafka refused a record for {topic}: {error}") from error
         self.producer.poll(0)
 
+    def _produce_raw(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> None:
+        self._produce(topic, key, value, headers, self.side_report)
+
     def dead_letter(self, letter: DeadLetter, *, source: str, poll_id: str) -> None:
-        """Produce one dead letter: key = entity id when known, value = the raw payload."""
+        """Produce one dead letter: key = entity id when known, value = the raw payload.
+
+        The payload is capped (``dead_letter_max_bytes``): a hostile or huge page
+        keeps its head, its size and its SHA-256 in the headers, and never
+        becomes a record Kafka refuses.
+        """
         if self.dead_letter_topic is None:
             raise PublishError("no dead-letter topic configured for this publisher")
-        key = letter.key.encode() if letter.key is not None else None
+        key = letter.key.encode()[:_KEY_MAX_BYTES] if letter.key is not None else None
+        raw, headers = capped_payload(letter.raw, self.dead_letter_max_bytes)
         self._produce_raw(
-            self.dead_letter_topic, key, letter.raw, letter.headers(source=source, poll_id=poll_id)
+            self.dead_letter_topic,
+            key,
+            raw,
+            letter.headers(source=source, poll_id=poll_id) + headers,
         )
 
     def save_cursor(self, source: str, payload: bytes) -> None:
@@ -240,24 +285,41 @@ class ChangePublisher:
         """Make everything produced since ``begin`` visible; False when it was aborted.
 
         Without transactions this flushes and reports whether nothing is left
-        outstanding. With them, ``commit_transaction`` flushes, and an error
-        that requires it aborts the transaction (nothing of it becomes visible).
-        Raises ``ProducerFencedError`` when another process took over the
-        transactional id: this producer can never commit again.
+        outstanding. With them, Confluent's transactional pattern: a retriable
+        error (a timeout) retries the commit, which then completes the same
+        transaction (aborting would resend records the broker may already have
+        committed); an error that requires it aborts the transaction (nothing of
+        it becomes visible); any other error is fatal and raises
+        ``ProducerFencedError``: this producer can never commit again.
         """
         if not self.transactional:
             # The caller compares delivery-report failures before and after.
             return self.flush(timeout_s) == 0
-        try:
-            self._txn().commit_transaction(timeout_s)
-        except KafkaException as error:
-            kafka_error = error.args[0]
-            if isinstance(kafka_error, KafkaError) and kafka_error.fatal():
-                raise _publish_error("the producer was fenced or failed", error) from error
-            log.error("commit of the poll's transaction failed, aborting it: %s", error)
-            self.abort(timeout_s)
-            return False
-        return True
+        for attempt in range(1, _COMMIT_ATTEMPTS + 1):
+            try:
+                self._txn().commit_transaction(timeout_s)
+                return True
+            except KafkaException as error:
+                kafka_error = error.args[0] if error.args else None
+                if not isinstance(kafka_error, KafkaError) or kafka_error.fatal():
+                    raise _publish_error("the producer was fenced or failed", error) from error
+                if kafka_error.txn_requires_abort():
+                    log.error("commit of the poll's transaction failed, aborting it: %s", error)
+                    self.abort(timeout_s)
+                    return False
+                if kafka_error.retriable() and attempt < _COMMIT_ATTEMPTS:
+                    COMMIT_RETRIES.inc()
+                    log.warning(
+                        "commit of the poll's transaction: %s (retriable), retrying (%d/%d)",
+                        error,
+                        attempt,
+                        _COMMIT_ATTEMPTS,
+                    )
+                    continue
+                raise _publish_error(
+                    f"the commit failed {attempt} times and cannot be retried", error
+                ) from error
+        raise AssertionError("unreachable")
 
     def abort(self, timeout_s: float) -> None:
         """Abort the open transaction (after a failure); records produced in it are discarded."""
@@ -318,4 +380,5 @@ def make_change_publisher(
         dead_letter_topic=kafka.dead_letter_topic,
         cursor_topic=kafka.cursor_topic,
         transactional=transactional_id is not None,
+        dead_letter_max_bytes=settings.source.dead_letter_max_bytes,
     )

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from producers.errors import RecordError
+from producers.json_guard import NonFiniteNumber
 
 AvroKind = Literal["double", "int", "long", "string"]
 
@@ -93,12 +94,18 @@ def _cast(value: Any, kind: AvroKind, *, record_id: str | None, field: str) -> A
         raise RecordError(
             f"expected a string, got {type(value).__name__}", record_id=record_id, field=field
         )
+    if isinstance(value, NonFiniteNumber):
+        raise RecordError(
+            f"{value.text} is not a number JSON allows", record_id=record_id, field=field
+        )
     # bool is an int subclass in Python, but `true` is never a number in the source.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise RecordError(
             f"expected a number, got {type(value).__name__}", record_id=record_id, field=field
         )
     if kind == "double":
+        if not math.isfinite(value):  # 1e999 parses as infinity
+            raise RecordError(f"{value!r} is not a finite number", record_id=record_id, field=field)
         return float(value)
     # int / long: the source writes some integers as floats (e.g. 32.0); accept only
     # whole numbers so a fractional value is reported, not silently truncated.

@@ -101,3 +101,14 @@ PRODUCE_LATENCY_SECONDS = Histogram(
     ["source"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
+COMMIT_RETRIES = Counter(
+    "streamhouse_poller_commit_retries",
+    "Transaction commits retried after a retriable error (e.g. a timeout): the same "
+    "transaction completes, nothing is resent.",
+)
+RECORDS_REJECTED = Counter(
+    "streamhouse_poller_records_rejected",
+    "Change records Kafka refused before queueing them (e.g. over the size limit): "
+    "dead-lettered instead.",
+    ["source"],
+)

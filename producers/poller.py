@@ -33,8 +33,15 @@ from core.settings import Settings
 from producers.breaker import CircuitBreaker
 from producers.cursor import Cursor, Version
 from producers.cursor_store import CursorRecord, encode_cursor_record, load_cursor_state
-from producers.errors import PageError, ProducerFencedError, PublishError, RecordError, SourceError
-from producers.http_client import RetryPolicy, Sleep, get_json, make_http_client
+from producers.errors import (
+    PageError,
+    ProducerFencedError,
+    PublishError,
+    RecordError,
+    RecordRejectedError,
+    SourceError,
+)
+from producers.http_client import BodyLimits, RetryPolicy, Sleep, get_json, make_http_client
 from producers.kafka_io import ChangePublisher, DeadLetter, make_change_publisher
 from producers.metrics import (
     CIRCUIT_OPEN,
@@ -48,6 +55,7 @@ from producers.metrics import (
     RECORDS_DUPLICATE,
     RECORDS_FETCHED,
     RECORDS_PRODUCED,
+    RECORDS_REJECTED,
     RECORDS_RESENT,
     TRANSACTIONS_ABORTED,
 )
@@ -213,6 +221,7 @@ def poll_once(
     clock_ms: Callable[[], int] | None = None,
     sleep: Sleep | None = None,
     resend_candidates: set[Version] | None = None,
+    before_commit: BeforeCommit | None = None,
 ) -> PollSummary:
     """Poll the source once and produce its changes to ``settings.kafka.changes_topic``.
 
@@ -235,6 +244,7 @@ def poll_once(
             resend_candidates = stored_resends
     cursor = cursor or Cursor()
     policy = RetryPolicy.from_settings(settings.source)
+    limits = BodyLimits.from_settings(settings.source)
 
     def poll_with(client: httpx.Client) -> PollSummary:
         return _poll(
@@ -242,11 +252,18 @@ def poll_once(
             cursor,
             publisher,
             fetch_page=lambda params: get_json(
-                client, source.url, params, policy=policy, sleep=sleep, source=source.name
+                client,
+                source.url,
+                params,
+                policy=policy,
+                sleep=sleep,
+                source=source.name,
+                limits=limits,
             ),
             flush_timeout_s=flush_timeout_s,
             now_ms=now_ms,
             resend_candidates=resend_candidates if resend_candidates is not None else set(),
+            before_commit=before_commit,
         )
 
     if http is not None:
@@ -277,6 +294,7 @@ def _poll(
     flush_timeout_s: float,
     now_ms: Callable[[], int],
     resend_candidates: set[Version],
+    before_commit: BeforeCommit | None = None,
 ) -> PollSummary:
     poll_id = new_poll_id(now_ms())
     fetched = fetch_changes(source, cursor, fetch_page, now_ms=now_ms())
@@ -321,10 +339,17 @@ def _poll(
         _set_lag(source, cursor, now_ms)
         return summary  # an idle poll writes nothing, not even a transaction
 
-    committed, delivered, failed = _write(
-        source, plan, publisher, poll_id=poll_id, cursor=next_cursor, timeout_s=flush_timeout_s
+    written = _write(
+        source,
+        plan,
+        publisher,
+        poll_id=poll_id,
+        cursor=next_cursor,
+        timeout_s=flush_timeout_s,
+        before_commit=before_commit,
     )
-    if not committed:
+    delivered, failed = written.delivered, written.failed
+    if not written.committed:
         log.error(
             "poll %s: Kafka did not acknowledge every record; the transaction was aborted "
             "and the cursor stays at %s",
@@ -338,13 +363,31 @@ def _poll(
     resend_candidates.difference_update(plan.versions)
     RECORDS_PRODUCED.labels(source=source.name).inc(delivered)
     RECORDS_RESENT.labels(source=source.name).inc(resent)
-    for _, letter in plan.letters:
+    for letter in [*(letter for _, letter in plan.letters), *written.rejected]:
         RECORDS_DEAD_LETTERED.labels(source=source.name, stage=letter.stage).inc()
         if letter.stage == "record":
             RECORD_ERRORS.labels(source=source.name).inc()
         log.warning("poll %s: %s dead-lettered: %s", poll_id, letter.stage, letter.reason)
     _set_lag(source, next_cursor, now_ms)
-    return replace(summary, produced=delivered, resent=resent)
+    return replace(
+        summary, produced=delivered, resent=resent, invalid=summary.invalid + len(written.rejected)
+    )
+
+
+#: Called inside a poll's transaction once everything is produced, just before the
+#: commit, with the poll id and the number of versions the transaction carries: the
+#: window a crash must not be able to corrupt. Fault tests put a crash there; it is
+#: None in production.
+BeforeCommit = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class _Written:
+    committed: bool
+    delivered: int
+    failed: int
+    #: Change records Kafka refused up front, dead-lettered in the same transaction.
+    rejected: list[DeadLetter] = field(default_factory=list)
 
 
 def _write(
@@ -355,15 +398,14 @@ def _write(
     poll_id: str,
     cursor: Cursor,
     timeout_s: float,
-) -> tuple[bool, int, int]:
-    """One transaction: cursor record, change events, dead letters.
-
-    Returns (committed?, change records delivered, change records failed).
-    """
+    before_commit: BeforeCommit | None = None,
+) -> _Written:
+    """One transaction: cursor record, change events, dead letters."""
     report = publisher.report
     delivered_before = report.delivered
     failed_before = report.failed + publisher.side_report.failed
     started = time.monotonic()
+    rejected: list[DeadLetter] = []
     publisher.begin()
     try:
         if publisher.cursor_topic is not None:
@@ -372,9 +414,21 @@ def _write(
             record = CursorRecord(source.name, poll_id, cursor, frozenset(plan.versions))
             publisher.save_cursor(source.name, encode_cursor_record(record))
         for version, value in plan.changes:
-            publisher.publish(version[0], value)
-        for _, letter in plan.letters:
+            try:
+                publisher.publish(version[0], value)
+            except RecordRejectedError as error:
+                # Nothing of it was queued: the transaction goes on, the record is
+                # dead-lettered (capped) instead of failing every poll from now on.
+                RECORDS_REJECTED.labels(source=source.name).inc()
+                rejected.append(
+                    DeadLetter(
+                        "record", str(error), _raw_json(value), type(error).__name__, version[0]
+                    )
+                )
+        for letter in [*(letter for _, letter in plan.letters), *rejected]:
             publisher.dead_letter(letter, source=source.name, poll_id=poll_id)
+        if before_commit is not None:
+            before_commit(poll_id, len(plan.versions))
     except PublishError:
         TRANSACTIONS_ABORTED.labels(source=source.name, reason="error").inc()
         publisher.abort(timeout_s)
@@ -385,11 +439,12 @@ def _write(
     if not committed or failed:
         TRANSACTIONS_ABORTED.labels(source=source.name, reason="error").inc()
         if publisher.transactional:
-            return False, 0, len(plan.changes)  # nothing of the transaction is visible
+            # nothing of the transaction is visible
+            return _Written(False, 0, len(plan.changes) - len(rejected))
         # Without transactions what was delivered stays delivered (at-least-once).
-        return False, delivered, max(failed, len(plan.changes) - delivered)
+        return _Written(False, delivered, max(failed, len(plan.changes) - delivered))
     PRODUCE_LATENCY_SECONDS.labels(source=source.name).observe(time.monotonic() - started)
-    return True, delivered, 0
+    return _Written(True, delivered, 0, rejected)
 
 
 def _set_lag(source: HttpSource, cursor: Cursor, now_ms: Callable[[], int]) -> None:
@@ -458,6 +513,7 @@ def run(
     publisher: ChangePublisher | None = None,
     on_poll: Callable[[PollSummary], None] | None = None,
     flush_timeout_s: float = DEFAULT_FLUSH_TIMEOUT_S,
+    before_commit: BeforeCommit | None = None,
 ) -> Cursor:
     """Poll every ``interval_s`` seconds until ``stop_event`` is set; return the last cursor.
 
@@ -495,6 +551,7 @@ def run(
                         flush_timeout_s=flush_timeout_s,
                         sleep=stop_event.wait,
                         resend_candidates=resend_candidates,
+                        before_commit=before_commit,
                     )
                 except ProducerFencedError:
                     raise

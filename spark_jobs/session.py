@@ -58,11 +58,45 @@ def _is_local(uri: str) -> bool:
     return "://" not in uri or uri.startswith("file:")
 
 
-def build_spark(settings: Settings, app_name: str) -> SparkSession:
-    """A SparkSession for ``app_name`` configured from the settings."""
+_LOG4J2_TO_FILE = """# Written by streamhouse: Spark's own log lines go to a file, not the console.
+rootLogger.level = warn
+rootLogger.appenderRef.file.ref = file
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {log_file}
+appender.file.append = true
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
+"""
+
+
+def _log_to_file(settings: Settings, app_name: str, log_file: Path) -> str:
+    """A log4j2 configuration that sends the driver JVM's log to ``log_file``; its path."""
+    config = settings.state_dir / "spark" / f"log4j2-{app_name}.properties"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(_LOG4J2_TO_FILE.format(log_file=log_file))
+    return f"-Dlog4j2.configurationFile={config}"
+
+
+def spark_log_file(settings: Settings, app_name: str) -> Path:
+    """Where an interactive command's Spark log goes (the console shows only the command's)."""
+    return settings.state_dir / "logs" / f"{app_name}.log"
+
+
+def build_spark(settings: Settings, app_name: str, log_file: Path | None = None) -> SparkSession:
+    """A SparkSession for ``app_name`` configured from the settings.
+
+    ``log_file``: where the driver JVM logs (an interactive command passes one,
+    so Spark's warnings stay off the user's console); a service logs to its
+    own output, which is its service log.
+    """
     from pyspark.sql import SparkSession
 
     spark_cfg = settings.spark
+    java_options = f"-Dderby.system.home={settings.state_dir / 'derby'}"
+    if log_file is not None:
+        java_options += " " + _log_to_file(settings, app_name, log_file)
     jars = ",".join(str(p) for p in connector_jars(settings))
     builder = (
         SparkSession.builder.appName(app_name)
@@ -92,9 +126,7 @@ def build_spark(settings: Settings, app_name: str) -> SparkSession:
         .config("spark.sql.session.timeZone", "UTC")
         # Local state and spill stay under the state directory, not in /tmp.
         .config("spark.local.dir", str(settings.state_dir / "spark-local"))
-        .config(
-            "spark.driver.extraJavaOptions", f"-Dderby.system.home={settings.state_dir / 'derby'}"
-        )
+        .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         # Every idempotent append (txnAppId) rebuilds the table state to look up
         # its transaction; with Delta's default of 50 partitions that is 50 tasks.

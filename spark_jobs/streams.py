@@ -159,9 +159,12 @@ class Supervisor:
 
     def stop(self) -> None:
         """Stop every active query after its running batch; checkpoints stay consistent."""
-        for query in self.queries.values():
-            if query.isActive:
-                query.stop()
+        for name, query in self.queries.items():
+            try:
+                if query.isActive:
+                    query.stop()
+            except Exception as error:  # the JVM went first (a signal to the whole group)
+                log.warning("query %s could not be stopped in order: %s", name, error)
 
 
 def run(

@@ -243,9 +243,11 @@ def _parse_time(text: str | None) -> datetime | None:
 def _timed_replay(
     title: str, replay_with: Callable[[SparkSession], dict[str, int]], settings: Settings
 ) -> None:
-    from spark_jobs.session import build_spark
+    from spark_jobs.session import build_spark, spark_log_file
 
-    spark = build_spark(settings, "streamhouse-replay")
+    log_file = spark_log_file(settings, "streamhouse-replay")
+    report(f"Spark's log: {log_file}")
+    spark = build_spark(settings, "streamhouse-replay", log_file)
     began = time.monotonic()
     with console.status("replaying"):
         counts = replay_with(spark)
@@ -319,11 +321,13 @@ def reconcile_tables(
 ) -> None:
     """Compare the live silver and window tables with the last replay; print every difference."""
     from spark_jobs import reconcile
-    from spark_jobs.session import build_spark
+    from spark_jobs.session import build_spark, spark_log_file
 
     def action() -> None:
         settings = load_settings()
-        spark = build_spark(settings, "streamhouse-reconcile")
+        log_file = spark_log_file(settings, "streamhouse-reconcile")
+        report(f"Spark's log: {log_file}")
+        spark = build_spark(settings, "streamhouse-reconcile", log_file)
         differences = reconcile.reconcile(spark, settings, closed_before=_parse_time(closed_before))
         for diff in differences:
             out.print(f"{diff.table} {diff.key}: live={diff.live} replay={diff.replay}")

@@ -22,7 +22,7 @@ from rich.table import Table
 from core.errors import UserFacingError
 from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
-from spark_jobs.session import build_spark
+from spark_jobs.session import build_spark, spark_log_file
 from streamhouse.runtime import stack
 
 
@@ -86,7 +86,9 @@ def run(settings: Settings, timeout_s: float, console: Console, out: Console) ->
     expected = source_record_count(settings)
     topic = settings.kafka.changes_topic
     with console.status("starting a Spark session to read the lake"):
-        spark = build_spark(settings, "streamhouse-demo-reader")
+        spark = build_spark(
+            settings, "streamhouse-demo-reader", spark_log_file(settings, "streamhouse-demo-reader")
+        )
     try:
         _follow_the_flow(settings, spark, expected, timeout_s, console)
         _show_lake(settings, spark, expected, topic_message_count(settings, topic), out)

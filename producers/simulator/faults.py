@@ -9,15 +9,27 @@ response fault: it is a revision whose record changed shape
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from core.settings import SimulatorSettings
 
-#: Response faults, in the order their rates are tried.
-FAULT_KINDS = ("rate_limit", "unavailable", "server_error", "slow", "truncate", "malformed")
+#: Response faults, in the order their rates are tried. The last three are hostile
+#: bodies: one larger than any page, a NaN literal in a record, JSON nested 10,000 deep.
+FAULT_KINDS = (
+    "rate_limit",
+    "unavailable",
+    "server_error",
+    "slow",
+    "truncate",
+    "malformed",
+    "huge_body",
+    "nan",
+    "deep_nesting",
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +45,10 @@ class FaultSwitches:
     slow_s: float = 2.0
     truncate_rate: float = 0.0
     malformed_rate: float = 0.0
+    huge_body_rate: float = 0.0
+    huge_body_mb: int = 200
+    nan_rate: float = 0.0
+    deep_nesting_rate: float = 0.0
     queue: tuple[str, ...] = field(default_factory=tuple)
 
     @classmethod
@@ -80,3 +96,40 @@ def truncate(body: bytes) -> bytes:
 
 #: What a misconfigured gateway answers with 200 instead of JSON.
 MALFORMED_BODY = b"<html><body><h1>Service temporarily overloaded</h1></body></html>\n"
+
+
+#: How deep the ``deep_nesting`` body nests (Python's json gives up at about 1,000).
+DEEP_NESTING_LEVELS = 10_000
+
+
+def deeply_nested_body(levels: int = DEEP_NESTING_LEVELS) -> bytes:
+    """Valid JSON nested ``levels`` deep: ``[[[...]]]``."""
+    return b"[" * levels + b"]" * levels
+
+
+def with_nan(body: str) -> str:
+    """The page with its first record's magnitude written as the literal ``NaN`` (not JSON)."""
+    page = json.loads(body)
+    if not page.get("features"):
+        return body
+    marker = "__streamhouse_nan__"
+    page["features"][0]["properties"]["mag"] = marker
+    return json.dumps(page).replace(f'"{marker}"', "NaN", 1)
+
+
+def huge_body_chunks(megabytes: int, chunk_bytes: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
+    """(size, chunks) of a JSON page padded to ``megabytes`` MiB, made as it is sent."""
+    head = b'{"type":"FeatureCollection","metadata":{"padding":"'
+    tail = b'"},"features":[]}'
+    padding = megabytes * (1 << 20)
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        left = padding
+        block = b"x" * chunk_bytes
+        while left > 0:
+            yield block[: min(left, chunk_bytes)]
+            left -= chunk_bytes
+        yield tail
+
+    return len(head) + padding + len(tail), chunks()

@@ -21,7 +21,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +29,15 @@ from typing import Any, cast
 from urllib.parse import parse_qsl, urlsplit
 
 from producers.simulator.dynamics import ChangeMaker, Dynamics
-from producers.simulator.faults import MALFORMED_BODY, FaultSwitches, choose_fault, truncate
+from producers.simulator.faults import (
+    MALFORMED_BODY,
+    FaultSwitches,
+    choose_fault,
+    deeply_nested_body,
+    huge_body_chunks,
+    truncate,
+    with_nan,
+)
 from producers.simulator.query import (
     DEFAULT_MAX_EVENT_AGE_MS,
     DEFAULT_SERVICE_LIMIT,
@@ -160,15 +168,29 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
         except FdsnError as error:
             self._send(error.status, "text/plain", self._error_body(server, error, now_ms))
             return
-        if fault == "truncate":
-            self._send_bytes(200, "application/json", truncate(body.encode("utf-8")))
-            return
-        if fault == "malformed":
-            self._send_bytes(200, "application/json", MALFORMED_BODY)
+        if fault is not None and self._send_faulty_page(server, fault, body):
             return
         self._send(200, "application/json", body)
         with server.fault_lock:
             server.served.update((v.event_id, v.updated_ms) for v in features)
+
+    def _send_faulty_page(self, server: SimulatorServer, fault: str, body: str) -> bool:
+        """Send the page with a body fault instead of as it is; False for no body fault."""
+        if fault == "truncate":
+            self._send_bytes(200, "application/json", truncate(body.encode("utf-8")))
+        elif fault == "malformed":
+            self._send_bytes(200, "application/json", MALFORMED_BODY)
+        elif fault == "deep_nesting":
+            self._send_bytes(200, "application/json", deeply_nested_body())
+        elif fault == "nan":
+            self._send(200, "application/json", with_nan(body))
+        elif fault == "huge_body":
+            self._send_stream(
+                200, "application/json", *huge_body_chunks(server.faults.huge_body_mb)
+            )
+        else:
+            return False
+        return True
 
     def _send_fault(self, server: SimulatorServer, fault: str, now_ms: int) -> None:
         status = {"rate_limit": 429, "unavailable": 503, "server_error": 500}[fault]
@@ -268,6 +290,19 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         self._send_bytes(status, content_type, body.encode("utf-8"), headers)
+
+    def _send_stream(
+        self, status: int, content_type: str, size: int, chunks: Iterator[bytes]
+    ) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            for chunk in chunks:
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading at its limit, as it should
 
     def _send_bytes(
         self,

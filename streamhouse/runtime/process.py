@@ -89,28 +89,47 @@ def spawn(
 
 
 def stop(paths: ServicePaths, timeout_s: float) -> bool:
-    """Stop the service by its recorded pid: SIGTERM its process group, SIGKILL after timeout.
+    """Stop the service by its recorded pid: SIGTERM to it, SIGKILL to its group after timeout.
 
-    Returns False when nothing was running.
+    Only the service's own process gets SIGTERM, so it shuts down in order (the
+    streaming job stops its queries before its Spark JVM goes); whatever of its
+    process group is left once it has exited is then signalled too. Returns
+    False when nothing was running.
     """
     pid = read_pid(paths)
     if pid is None:
         paths.pid_file.unlink(missing_ok=True)
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and read_pid(paths) is not None:
-        _reap(pid)
-        time.sleep(0.2)
-    if read_pid(paths) is not None:
+        os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(paths, pid, timeout_s):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        while read_pid(paths) is not None:
-            _reap(pid)
-            time.sleep(0.1)
+        _wait_gone(paths, pid, None)
+    _end_group(pid)
     paths.pid_file.unlink(missing_ok=True)
     return True
+
+
+def _wait_gone(paths: ServicePaths, pid: int, timeout_s: float | None) -> bool:
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    while read_pid(paths) is not None:
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        _reap(pid)
+        time.sleep(0.1)
+    return True
+
+
+def _end_group(pgid: int, grace_s: float = 10.0) -> None:
+    """Signal what is left of a process group (children of an exited leader)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline:
+            os.killpg(pgid, 0)  # raises ProcessLookupError once the group is empty
+            time.sleep(0.1)
+        os.killpg(pgid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

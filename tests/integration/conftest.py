@@ -10,13 +10,19 @@ move it, so two test sessions can run side by side.
 from __future__ import annotations
 
 import os
+import random
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from core.settings import PROJECT_ROOT, Settings
+from producers.simulator import EventStore, SimulatedClock, start_simulator, stop_simulator
+from producers.simulator.dynamics import ChangeMaker, ChangeShares
+from producers.simulator.server import SimulatorServer
 from streamhouse.runtime import stack
+from streamhouse.runtime.services import ensure_topics
 
 TEST_STATE_DIR = Path(os.environ.get("STREAMHOUSE_TEST_STATE_DIR", PROJECT_ROOT / ".state-test"))
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
@@ -100,3 +106,50 @@ def quiet_stack(infra_stack: Settings) -> Settings:
     """
     stack.down(infra_stack, ["streaming", "poller", "simulator"], report=print)
     return infra_stack
+
+
+@pytest.fixture
+def isolated(infra_stack: Settings) -> Settings:
+    """Settings with this test's own topics and source name, the topics created."""
+    suffix = uuid.uuid4().hex[:8]
+    settings = infra_stack.model_copy(
+        update={
+            "kafka": infra_stack.kafka.model_copy(
+                update={
+                    "changes_topic": f"t{suffix}.quake_changes",
+                    "dead_letter_topic": f"t{suffix}.quake_changes.dlq",
+                    "cursor_topic": f"_t{suffix}.cursors",
+                }
+            ),
+            "source": infra_stack.source.model_copy(
+                update={
+                    "name": f"usgs_{suffix}",
+                    "timeout_s": 1.0,
+                    "connect_timeout_s": 1.0,
+                    "backoff_initial_s": 0.05,
+                    "backoff_max_s": 0.5,
+                    "breaker_failures": 3,
+                    "breaker_open_s": 0.5,
+                    "breaker_open_max_s": 2.0,
+                    "lookback_s": 5.0,
+                }
+            ),
+        }
+    )
+    ensure_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def simulator() -> Iterator[SimulatorServer]:
+    """The simulator with dynamics (off until a test sets a rate), versions live >= 10 s."""
+    store = EventStore.from_geojson(FIXTURES / "feed_7_day_m1.geojson")
+    assert store.seed_time_ms is not None
+    clock = SimulatedClock(store.seed_time_ms)
+    rng = random.Random(42)
+    maker = ChangeMaker(
+        store, clock, rng=rng, shares=ChangeShares(0.4, 0.5, 0.1), min_version_age_ms=10_000
+    )
+    server, thread = start_simulator("127.0.0.1", 0, store, clock=clock, rng=rng, maker=maker)
+    yield server
+    stop_simulator(server, thread)

@@ -128,10 +128,13 @@ def test_poison_records_are_quarantined_and_the_query_goes_on(
     assert bronze.count() == 1
     reasons = {r.kafka_offset: r.reason for r in quarantine.collect()}
     assert reasons[1].startswith("not in the Confluent wire format")
-    assert reasons[2] == "unknown schema id 32767"
+    # The registry was asked and answered: no such id, or another subject's schema.
+    assert reasons[2] == "unknown schema id 32767: the registry has no such id"
     assert own_id != 32767
     assert reasons[3].startswith("Avro payload does not decode")
-    assert reasons[4] == f"unknown schema id {other_id}"
+    assert reasons[4] == (
+        f"schema id {other_id} is not a version of {topic}-value (another subject's schema)"
+    )
     raw = {r.kafka_offset: bytes(r.raw_value) for r in quarantine.collect()}
     assert raw[1] == b"\x13\x37random"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import fastavro
 import pytest
-from confluent_kafka import KafkaError
+from confluent_kafka import KafkaError, KafkaException
 
 from core.settings import RegistrySettings
 from producers.kafka_io import ChangePublisher
@@ -64,10 +64,14 @@ class FakeProducer:
     """Queues produced messages; ``poll``/``flush`` deliver them (or fail the chosen keys)."""
 
     def __init__(
-        self, fail_keys: frozenset[str] = frozenset(), queue_limit: int | None = None
+        self,
+        fail_keys: frozenset[str] = frozenset(),
+        queue_limit: int | None = None,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.fail_keys = fail_keys
         self.queue_limit = queue_limit
+        self.max_message_bytes = max_message_bytes
         self.delivered: list[FakeMessage] = []
         self.pending: list[tuple[FakeMessage, Callable[..., None] | None]] = []
         self.poll_calls = 0
@@ -85,6 +89,9 @@ class FakeProducer:
         if self.queue_limit is not None and len(self.pending) >= self.queue_limit:
             self.buffer_errors += 1
             raise BufferError("Local: Queue full")
+        if self.max_message_bytes is not None and len(value or b"") > self.max_message_bytes:
+            # librdkafka refuses an over-size message in produce() itself, as here.
+            raise KafkaException(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
         self.pending.append((FakeMessage(topic, key, value, headers), on_delivery))
 
     def poll(self, timeout: float = -1) -> int:
@@ -143,9 +150,13 @@ def make_publisher() -> PublisherFactory:
     """
 
     def make(
-        fail_keys: frozenset[str] = frozenset(), queue_limit: int | None = None
+        fail_keys: frozenset[str] = frozenset(),
+        queue_limit: int | None = None,
+        max_message_bytes: int | None = None,
     ) -> tuple[ChangePublisher, FakeProducer, Any]:
-        producer = FakeProducer(fail_keys=fail_keys, queue_limit=queue_limit)
+        producer = FakeProducer(
+            fail_keys=fail_keys, queue_limit=queue_limit, max_message_bytes=max_message_bytes
+        )
         publisher, registry = _make_publisher(producer)
         return publisher, producer, registry
 

@@ -1,0 +1,130 @@
+"""An operator's ordinary actions never stall ingest or write a record twice (real Kafka,
+registry, Spark + Delta).
+
+- The bronze checkpoint is deleted (after an offset reset): the new checkpoint
+  starts right after the Kafka offsets bronze already holds.
+- The last ``commits/N`` file is deleted: the state a crash between the Delta
+  commit and the checkpoint's commit leaves. The batch is re-run, Delta skips
+  it, the writer sees that and goes on (before, it waited forever for figures
+  of a write that never ran).
+- The ingest writer itself run twice with one batch id changes nothing and returns.
+Counts come from an independent reader (a plain Kafka consumer) and from bronze.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+import uuid
+from pathlib import Path
+
+from confluent_kafka import Producer
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812
+
+from core.settings import Settings
+from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
+from monitoring.stream_metrics import BATCHES_SKIPPED
+from producers.loadgen.runner import register_schema
+from spark_jobs.bronze_stream import QUERY_NAME, ChangeBatchWriter
+
+from .streaming_helpers import (
+    bronze_count,
+    own_topic_and_lake,
+    read_topic,
+    run_loadgen,
+    spawn_cli,
+    stop,
+    topic_size,
+    wait_until,
+)
+
+
+def _positions(spark: SparkSession, settings: Settings) -> list[tuple[int, int]]:
+    bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
+    return [(r.kafka_partition, r.kafka_offset) for r in bronze.collect()]
+
+
+def test_checkpoint_reset_and_a_crash_before_the_checkpoint_commit(
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "recovery")
+    log, loadgen_log = tmp_path / "stream.log", tmp_path / "loadgen.log"
+    checkpoint = Path(settings.checkpoint_dir("bronze", "quake_changes"))
+
+    run_loadgen(settings, loadgen_log, 2000, "--seed", "1")
+    stream = spawn_cli(["stream", "run", "bronze"], settings, log)
+    wait_until(lambda: bronze_count(spark, settings) >= 2000, 300, stream, log)
+    stop(stream, signal.SIGTERM)
+
+    # An offset reset: the operator deletes the checkpoint, new events arrive.
+    shutil.rmtree(checkpoint)
+    run_loadgen(settings, loadgen_log, 1000, "--seed", "2")
+    stream = spawn_cli(["stream", "run", "bronze"], settings, log)
+    wait_until(lambda: bronze_count(spark, settings) >= 3000, 300, stream, log)
+    stop(stream, signal.SIGTERM)
+    assert "starts right after the Kafka offsets the lake already holds" in log.read_text()
+    positions = _positions(spark, settings)
+    assert len(positions) == len(set(positions)) == 3000
+
+    # A crash between the Delta commit and the checkpoint's commit: the batch is
+    # in bronze, its commit file is not.
+    commits = sorted(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
+    last = commits[-1]
+    (checkpoint / "commits" / str(last)).unlink()
+    (checkpoint / "commits" / f".{last}.crc").unlink(missing_ok=True)
+    run_loadgen(settings, loadgen_log, 500, "--seed", "3")
+    stream = spawn_cli(["stream", "run", "bronze"], settings, log)
+    wait_until(lambda: bronze_count(spark, settings) >= 3500, 300, stream, log)
+    time.sleep(5)  # a batch written twice would land now
+    stop(stream, signal.SIGTERM)
+    assert f"batch {last} was already committed to bronze" in log.read_text(), "the fault landed"
+
+    positions = _positions(spark, settings)
+    in_kafka = {(partition, offset) for partition, offset, _ in read_topic(settings)}
+    assert topic_size(settings) == len(in_kafka) == 3500
+    assert len(positions) == len(set(positions)) == 3500
+    assert set(positions) == in_kafka
+
+
+def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "twice")
+    topic = settings.kafka.changes_topic
+    run_loadgen(settings, tmp_path / "loadgen.log", 300, "--seed", "4")
+    _, schema_id = register_schema(settings.registry, topic)
+    producer = Producer(settings.kafka.client_config())
+    producer.produce(topic, value=b"\x13\x37 not avro", partition=0)  # for quarantine
+    assert producer.flush(30) == 0
+    batch = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", topic)
+        .load()
+    )
+    assert batch.count() == 301 and schema_id > 0
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}) + "\n")
+    writer = ChangeBatchWriter(settings, str(checkpoint))
+    from spark_jobs.bronze_stream import ensure_bronze
+
+    ensure_bronze(spark, settings)
+    skipped = BATCHES_SKIPPED.labels(QUERY_NAME, "bronze")
+    skipped_before = skipped._value.get()
+
+    writer(batch, 7)
+    began = time.monotonic()
+    writer(batch, 7)  # the same batch again, as after a crash: Delta skips it
+    assert time.monotonic() - began < 60, "a skipped batch returns, it does not wait"
+    assert skipped._value.get() == skipped_before + 1
+
+    bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
+    quarantine = spark.read.format("delta").load(QUARANTINE_QUAKE_CHANGES.path(settings.lake_uri))
+    assert bronze.count() == 300
+    assert bronze.select("kafka_partition", "kafka_offset").distinct().count() == 300
+    assert quarantine.count() == 1
+    assert quarantine.where(F.col("reason").startswith("not in the Confluent")).count() == 1
