@@ -39,6 +39,12 @@ class KafkaSettings(BaseModel):
         description="How long an open poller transaction may last before Kafka aborts it.",
     )
     topic_partitions: int = Field(3, ge=1, description="Partitions of topics the platform creates.")
+    init_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a transactional producer waits for Kafka when it starts "
+        "(fencing a crashed predecessor) before giving up with an error.",
+    )
     security_protocol: str = Field(
         "PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."
     )

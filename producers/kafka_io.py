@@ -345,7 +345,6 @@ def make_change_publisher(
     schema_name: str,
     client_id: str,
     transactional_id: str | None = None,
-    init_timeout_s: float = 60.0,
 ) -> ChangePublisher:
     """A publisher to ``settings.kafka.changes_topic`` with the schema registered up front.
 
@@ -367,7 +366,7 @@ def make_change_publisher(
             )
         )
         try:
-            producer.init_transactions(init_timeout_s)
+            producer.init_transactions(kafka.init_timeout_s)
         except KafkaException as error:
             raise _publish_error(
                 f"cannot initialise transactions with Kafka at {kafka.bootstrap_servers}", error

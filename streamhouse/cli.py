@@ -182,19 +182,37 @@ def poll(
     from prometheus_client import start_http_server
 
     from producers import poller
+    from producers.errors import ProducerFencedError, PublishError, SourceError
 
     def action() -> None:
         settings = load_settings()
         _configure_logging()
-        if once:
-            summary = poller.poll_once(settings)
-            out.print(summary)
-            return
-        start_http_server(settings.runtime.ports.poller_metrics, addr=settings.runtime.host)
-        stop = threading.Event()
-        _stop_on_signals(stop)
-        # The poller logs each poll itself: INFO when it did something, DEBUG when idle.
-        poller.run(settings, interval_s, stop)
+        try:
+            if once:
+                out.print(poller.poll_once(settings))
+                return
+            start_http_server(settings.runtime.ports.poller_metrics, addr=settings.runtime.host)
+            stop = threading.Event()
+            _stop_on_signals(stop)
+            # The poller logs each poll itself: INFO when it did something, DEBUG when idle.
+            poller.run(settings, interval_s, stop)
+        except ProducerFencedError as error:
+            raise UserFacingError(
+                f"The poller stopped: {error}. Another poller of source {settings.source.name} "
+                "took over (one per source); stop it, or give this one another source name."
+            ) from None
+        except PublishError as error:
+            raise UserFacingError(
+                f"The poller cannot publish to Kafka at {settings.kafka.bootstrap_servers} with "
+                f"the registry at {settings.registry.url} ({error}): start them "
+                "(`streamhouse stack up kafka registry`) or fix STREAMHOUSE_KAFKA__* / "
+                "STREAMHOUSE_REGISTRY__*."
+            ) from None
+        except SourceError as error:
+            raise UserFacingError(
+                f"The source cannot be read ({error}): start the simulator "
+                "(`streamhouse stack up simulator`) or fix STREAMHOUSE_SOURCE__BASE_URL."
+            ) from None
 
     guarded(action)
 

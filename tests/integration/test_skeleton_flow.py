@@ -193,9 +193,34 @@ def test_prometheus_scrapes_the_platform_processes(running_stack: Settings) -> N
             break
         time.sleep(2)
     assert {job: health.get(job) for job in wanted} == dict.fromkeys(wanted, "up")
-    query = httpx.get(
-        f"http://{rt.host}:{rt.ports.prometheus}/api/v1/query",
-        params={"query": "streamhouse_stream_rows_written_total"},
-        timeout=5,
-    ).json()
-    assert query["status"] == "success"
+
+    # Values, not names: the platform's processes report what they did. The
+    # stack's poller published the fixture and its stream wrote it to bronze.
+    def value(query: str) -> float | None:
+        answer = httpx.get(
+            f"http://{rt.host}:{rt.ports.prometheus}/api/v1/query",
+            params={"query": query},
+            timeout=5,
+        ).json()
+        assert answer["status"] == "success", answer
+        results = answer["data"]["result"]
+        return float(results[0]["value"][1]) if results else None
+
+    wanted_values = {
+        'sum(streamhouse_poller_records_produced_total{job="poller"})': 1304,
+        'sum(streamhouse_stream_rows_written_total{job="streaming",sink="bronze"})': 1304,
+        # The ingest query reported within the last minute: it is alive, not stalled.
+        "time() - streamhouse_stream_query_last_progress_timestamp_seconds"
+        '{query="bronze_quake_changes"} < 60': 0,
+    }
+    values: dict[str, float | None] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        values = {query: value(query) for query in wanted_values}
+        if all(v is not None and v >= wanted_values[q] for q, v in values.items()):
+            break
+        time.sleep(2)
+    assert all(
+        values[q] is not None and values[q] >= minimum  # type: ignore[operator]
+        for q, minimum in wanted_values.items()
+    ), values

@@ -174,3 +174,46 @@ def _no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A developer's .env must not leak into these tests."""
     monkeypatch.chdir(tmp_path)
     assert os.getcwd() == str(tmp_path)
+
+
+def _run_cli(settings: Settings, *args: str, timeout_s: float = 120) -> tuple[int, str]:
+    """The real ``streamhouse`` process (a traceback would show in its output)."""
+    import subprocess
+    import sys
+
+    from core.settings import PROJECT_ROOT
+
+    result = subprocess.run(
+        [sys.executable, "-m", "streamhouse.cli", *args],
+        env=settings_env(settings),
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_poll_with_kafka_or_the_registry_down_is_one_sentence(
+    infra_stack: Settings, tmp_path: Path
+) -> None:
+    kafka_down = infra_stack.model_copy(
+        update={
+            "kafka": infra_stack.kafka.model_copy(
+                update={"bootstrap_servers": f"127.0.0.1:{free_port()}", "init_timeout_s": 3.0}
+            )
+        }
+    )
+    registry_down = infra_stack.model_copy(
+        update={
+            "registry": infra_stack.registry.model_copy(
+                update={"url": f"http://127.0.0.1:{free_port()}/apis/ccompat/v7", "timeout_s": 2}
+            )
+        }
+    )
+    for settings, names in ((kafka_down, "Kafka at 127.0.0.1"), (registry_down, "the registry")):
+        code, output = _run_cli(settings, "poll", "--once")
+        assert code == 1, output
+        assert "Traceback" not in output, output
+        assert "error: The poller cannot publish to Kafka" in output and names in output
