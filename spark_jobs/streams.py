@@ -25,6 +25,7 @@ from core.errors import UserFacingError
 from core.settings import Settings
 from monitoring.stream_metrics import PrometheusListener
 from spark_jobs import aggregates_stream, bronze_stream, late_stream, silver_stream
+from spark_jobs.catalog import LakeRegistrar
 from spark_jobs.session import build_spark
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 JOBS = ("bronze", "silver", "aggregates")
 MAX_RESTARTS = 5
+REGISTER_EVERY_S = 30.0  # the catalog learns of tables the queries create lazily
 RESTARTS = Counter(
     "streamhouse_stream_query_restarts_total", "Failed queries restarted from checkpoint", ["query"]
 )
@@ -86,8 +88,12 @@ def run(
     queries = {name: factory() for name, factory in factories.items()}
     restarts = dict.fromkeys(queries, 0)
     log.info("started %s", ", ".join(queries))
+    registrar, registered_at = LakeRegistrar(spark, settings), 0.0
     try:
         while not stop.is_set():
+            if not registrar.complete and time.monotonic() - registered_at > REGISTER_EVERY_S:
+                registrar.poll()
+                registered_at = time.monotonic()
             for name, query in list(queries.items()):
                 if query.isActive or query.exception() is None:
                     continue
