@@ -115,6 +115,18 @@ SPARK_CONNECTORS = JarBundle(
     exclude_artifacts=("spark-tags_2.13",),
 )
 
+POSTGRES_JDBC_VERSION = "42.7.8"
+
+#: PostgreSQL's JDBC driver, for the Hive metastore every Spark process shares.
+#: It must be on the driver's own classpath (``spark.driver.extraClassPath``):
+#: DataNucleus asks ``DriverManager``, which does not see ``spark.jars``.
+METASTORE_JDBC = JarBundle(
+    f"postgresql-jdbc-{POSTGRES_JDBC_VERSION}",
+    (Coordinate.parse(f"org.postgresql:postgresql:{POSTGRES_JDBC_VERSION}"),),
+    # checker-qual is an annotation library the driver does not need at run time.
+    include_groups=("org.postgresql",),
+)
+
 # Libraries on Spark's classpath that a connector's POM often drags in again.
 _SPARK_PROVIDED = (
     "hadoop-client-api",
@@ -143,4 +155,4 @@ def spark_extra_bundle(packages: list[str]) -> JarBundle | None:
 def spark_bundles(extra_packages: list[str]) -> list[JarBundle]:
     """Every bundle a Spark job puts on its classpath."""
     extra = spark_extra_bundle(extra_packages)
-    return [SPARK_CONNECTORS, *([extra] if extra else [])]
+    return [SPARK_CONNECTORS, METASTORE_JDBC, *([extra] if extra else [])]

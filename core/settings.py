@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -255,6 +256,7 @@ class ServicePorts(BaseModel):
     prometheus: int = 9090
     poller_metrics: int = 9401
     stream_metrics: int = 9402
+    postgres: int = 5432
 
 
 class RuntimeSettings(BaseModel):
@@ -273,6 +275,66 @@ class RuntimeSettings(BaseModel):
     maven_cmd: str = "mvn"
     prometheus_cmd: str = "prometheus"
     min_java_version: int = 17
+
+
+class PostgresSettings(BaseModel):
+    """The PostgreSQL server of the shared catalog (Hive metastore) and Airflow's metadata.
+
+    By default the embedded one (``stack up postgres``): its address comes from
+    the runtime and its generated passwords from the state directory. Point
+    ``host``/``port`` and ``superuser_password`` at another server to use it instead.
+    """
+
+    host: str | None = Field(None, description="Server address; default: runtime.host.")
+    port: int | None = Field(
+        None, ge=1, le=65535, description="Server port; default: runtime.ports.postgres."
+    )
+    superuser: str = Field("postgres", description="Role that creates the per-user databases.")
+    superuser_password: SecretStr | None = Field(
+        None,
+        description="Password of the superuser; default: the one the embedded server "
+        "generated at its first start (kept in <state_dir>/postgres/credentials, mode 0600).",
+    )
+    bin_dir: Path = Field(
+        Path("/usr/lib/postgresql/15/bin"),
+        description="Where Debian's postgresql-15 package puts initdb and postgres.",
+    )
+    run_as_user: str = Field(
+        "postgres",
+        description="OS user the embedded server runs as when the platform runs as root "
+        "(initdb and postgres refuse to run as root); ignored otherwise.",
+    )
+    max_connections: int = Field(
+        100, ge=10, description="Connections the embedded server admits (metastore pools, Airflow)."
+    )
+    connect_timeout_s: int = Field(5, ge=1, description="Timeout of opening a connection.")
+
+
+class CatalogSettings(BaseModel):
+    """Spark's catalog: a Hive metastore in PostgreSQL, shared by every Spark process.
+
+    ``in-memory`` is Spark's per-session catalog: for unit tests and one-off
+    scripts that need no service; tables are then read by path only.
+    """
+
+    kind: Literal["hive", "in-memory"] = Field(
+        "hive", description="hive: the metastore in PostgreSQL; in-memory: none shared."
+    )
+    database: str = Field(
+        "metastore", description="PostgreSQL database (and role of the same name) of the metastore."
+    )
+    password: SecretStr | None = Field(
+        None,
+        description="Password of the metastore role; default: the one generated for it "
+        "(<state_dir>/postgres/credentials, mode 0600).",
+    )
+    warehouse_dir: str | None = Field(
+        None,
+        description="spark.sql.warehouse.dir, the same for every process "
+        "(default: <lake_root>/_warehouse).",
+    )
+    lake_schema: str = Field("lake", description="Schema of the lake's tables (by location).")
+    marts_schema: str = Field("marts", description="Schema of the dbt marts.")
 
 
 class SourceSettings(BaseModel):
@@ -438,6 +500,8 @@ class Settings(BaseSettings):
     source: SourceSettings = SourceSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     loadgen: LoadGenSettings = LoadGenSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    catalog: CatalogSettings = CatalogSettings()
 
     @field_validator("state_dir")
     @classmethod
@@ -448,6 +512,19 @@ class Settings(BaseSettings):
     def lake_uri(self) -> str:
         """The lake root as a URI or absolute path Spark understands."""
         return self.lake_root or str(self.state_dir / "lake")
+
+    @property
+    def warehouse_uri(self) -> str:
+        """``spark.sql.warehouse.dir``: one for every Spark process, under the lake by default."""
+        return self.catalog.warehouse_dir or f"{self.lake_uri.rstrip('/')}/_warehouse"
+
+    @property
+    def postgres_address(self) -> tuple[str, int]:
+        """Host and port of the PostgreSQL server (the embedded one unless set)."""
+        return (
+            self.postgres.host or self.runtime.host,
+            self.postgres.port or self.runtime.ports.postgres,
+        )
 
     @property
     def jars_dir(self) -> Path:

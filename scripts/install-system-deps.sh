@@ -12,10 +12,13 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
 fi
 command -v mvn >/dev/null || missing+=(maven)
 command -v prometheus >/dev/null || missing+=(prometheus)
+# The catalog's server (Hive metastore, Airflow's metadata): Debian's PostgreSQL 15,
+# run by the stack from /usr/lib/postgresql/15/bin (settings: postgres.bin_dir).
+[ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java $(java_major), maven, prometheus)"
+  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15)"
   exit 0
 fi
 
@@ -25,8 +28,9 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}; install them and run again." >&2; exit 1; }
   SUDO=sudo
 fi
-# Debian's prometheus package would start its own daemon on :9090 where a
-# service manager runs; the runtime starts its own, so keep the package's off.
+# Debian's prometheus and postgresql packages would start their own daemons
+# (:9090, :5432) where a service manager runs; the runtime starts its own, so
+# keep the packages' off.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -1,16 +1,22 @@
-"""Build the SparkSession every job uses: Delta, Kafka and Avro from cached jars.
+"""Build the SparkSession every job uses: Delta, Kafka and Avro from cached jars, one catalog.
 
 The connector jars are resolved once from Maven Central into the jar cache
 (``make install``) and passed to Spark as local jars, so starting a job never
-downloads anything.
+downloads anything. With ``catalog.kind = hive`` (the default) every process
+shares one Hive metastore in the stack's PostgreSQL (``spark_jobs/catalog.py``
+registers the lake's tables in it); ``in-memory`` keeps Spark's per-session
+catalog, for tests that need no service.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
+from xml.sax.saxutils import escape
 
-from core.jars import spark_bundles
+from core.jars import METASTORE_JDBC, spark_bundles
+from core.postgres import metastore_credentials
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -51,6 +57,73 @@ def _fair_pools(settings: Settings) -> Path:
     if not path.exists() or path.read_text() != _POOLS:
         path.write_text(_POOLS)
     return path
+
+
+def metastore_properties(settings: Settings) -> dict[str, str]:
+    """The Hive metastore's configuration: PostgreSQL over JDBC, schema created on demand.
+
+    DataNucleus creates the metastore's tables as it first needs them
+    (``autoCreateTables``/``Columns``); ``autoCreateAll`` would also add the
+    constraints, and two of its connections then lock each other on an
+    ``ALTER TABLE ... ADD CONSTRAINT``: the first table write hangs, silently.
+    """
+    credentials = metastore_credentials(settings)
+    return {
+        "javax.jdo.option.ConnectionURL": credentials.jdbc_url,
+        "javax.jdo.option.ConnectionDriverName": "org.postgresql.Driver",
+        "javax.jdo.option.ConnectionUserName": credentials.user,
+        "javax.jdo.option.ConnectionPassword": credentials.password.get_secret_value(),
+        "datanucleus.schema.autoCreateAll": "false",
+        "datanucleus.schema.autoCreateTables": "true",
+        "datanucleus.schema.autoCreateColumns": "true",
+        "datanucleus.schema.autoCreateConstraints": "false",
+        "hive.metastore.schema.verification": "false",
+        # Hive 2.3 defaults to BoneCP, which Spark does not ship; HikariCP it does.
+        "datanucleus.connectionPoolingType": "HikariCP",
+        "hive.metastore.warehouse.dir": settings.warehouse_uri,
+    }
+
+
+def hive_site_dir(settings: Settings) -> Path:
+    """A private folder holding ``hive-site.xml`` for the driver's classpath.
+
+    The metastore's password must not be a Spark setting: PySpark starts the
+    JVM with every setting on spark-submit's command line, which any user of
+    the machine can read in ``ps``. Hive reads ``hive-site.xml`` from the
+    classpath instead; the file is the owner's only (0600 in a 0700 folder).
+    """
+    folder = settings.state_dir / "spark" / "hive-conf"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    properties = "".join(
+        f"  <property><name>{escape(key)}</name><value>{escape(value)}</value></property>\n"
+        for key, value in metastore_properties(settings).items()
+    )
+    text = f'<?xml version="1.0"?>\n<configuration>\n{properties}</configuration>\n'
+    target = folder / "hive-site.xml"
+    if not target.exists() or target.read_text() != text:
+        temporary = folder / f".hive-site.{os.getpid()}.xml"
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        temporary.replace(target)  # atomic: another process never reads half a file
+    return folder
+
+
+def catalog_config(settings: Settings) -> dict[str, str]:
+    """Spark settings of the catalog (none of them secret: see ``hive_site_dir``)."""
+    if settings.catalog.kind == "in-memory":
+        return {"spark.sql.catalogImplementation": "in-memory"}
+    jdbc = METASTORE_JDBC.cached_jars(settings.jars_dir)
+    classpath = [*map(str, jdbc), str(hive_site_dir(settings))]
+    return {
+        "spark.sql.catalogImplementation": "hive",
+        # Every process the same, so a table created by one is where the others look.
+        "spark.sql.warehouse.dir": settings.warehouse_uri,
+        # DataNucleus loads the JDBC driver through DriverManager, which only sees
+        # the JVM's own classpath: with the jar in spark.jars alone, "No suitable driver".
+        "spark.driver.extraClassPath": os.pathsep.join(classpath),
+    }
 
 
 def _is_local(uri: str) -> bool:
@@ -94,9 +167,7 @@ def build_spark(settings: Settings, app_name: str, log_file: Path | None = None)
     from pyspark.sql import SparkSession
 
     spark_cfg = settings.spark
-    java_options = f"-Dderby.system.home={settings.state_dir / 'derby'}"
-    if log_file is not None:
-        java_options += " " + _log_to_file(settings, app_name, log_file)
+    java_options = _log_to_file(settings, app_name, log_file) if log_file is not None else None
     jars = ",".join(str(p) for p in connector_jars(settings))
     builder = (
         SparkSession.builder.appName(app_name)
@@ -126,7 +197,6 @@ def build_spark(settings: Settings, app_name: str, log_file: Path | None = None)
         .config("spark.sql.session.timeZone", "UTC")
         # Local state and spill stay under the state directory, not in /tmp.
         .config("spark.local.dir", str(settings.state_dir / "spark-local"))
-        .config("spark.driver.extraJavaOptions", java_options)
         .config("spark.databricks.delta.schema.autoMerge.enabled", "false")
         # Every idempotent append (txnAppId) rebuilds the table state to look up
         # its transaction; with Delta's default of 50 partitions that is 50 tasks.
@@ -134,6 +204,10 @@ def build_spark(settings: Settings, app_name: str, log_file: Path | None = None)
             "spark.databricks.delta.snapshotPartitions", str(spark_cfg.delta_snapshot_partitions)
         )
     )
+    for key, value in catalog_config(settings).items():
+        builder = builder.config(key, value)
+    if java_options is not None:
+        builder = builder.config("spark.driver.extraJavaOptions", java_options)
     if _is_local(settings.lake_uri) and _is_local(settings.checkpoint_dir("", "")):
         # On a local disk, the default FileContext-based manager renames through
         # Hadoop's RawLocalFileSystem, which (without Hadoop's native library)

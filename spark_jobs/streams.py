@@ -27,6 +27,7 @@ from core.settings import Settings
 from monitoring.liveness import liveness
 from monitoring.stream_metrics import STALL_THRESHOLD_S, PrometheusListener
 from spark_jobs import aggregates_stream, bronze_stream, late_stream, silver_stream, transforms
+from spark_jobs.catalog import LakeRegistrar
 from spark_jobs.session import build_spark
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ JOBS = ("bronze", "silver", "aggregates")
 #: A query that ran this long before failing starts its backoff afresh.
 HEALTHY_RUN_S = 300.0
 MAX_BACKOFF_S = 60
+REGISTER_EVERY_S = 30.0  # the catalog learns of tables the queries create lazily
 RESTARTS = Counter(
     "streamhouse_stream_query_restarts_total", "Failed queries restarted from checkpoint", ["query"]
 )
@@ -184,8 +186,12 @@ def run(
         STALL_THRESHOLD_S.labels(name).set(threshold)
     supervisor = Supervisor(factories, listener, thresholds)
     log.info("started %s", ", ".join(supervisor.queries))
+    registrar, registered_at = LakeRegistrar(spark, settings), 0.0
     try:
         while not stop.is_set():
+            if not registrar.complete and time.monotonic() - registered_at > REGISTER_EVERY_S:
+                registrar.poll()
+                registered_at = time.monotonic()
             supervisor.check()
             if available_now and supervisor.finished():
                 break

@@ -366,6 +366,56 @@ def demo(
     guarded(lambda: demo_flow.run(load_settings(), timeout_s, console, out))
 
 
+catalog_app = typer.Typer(
+    help="The shared catalog: the lake's tables by name (schema lake), the marts (schema marts).",
+    no_args_is_help=True,
+)
+app.add_typer(catalog_app, name="catalog")
+
+
+@catalog_app.command("register")
+def catalog_register() -> None:
+    """Create the metastore's database if needed and register the lake's tables (idempotent)."""
+    from spark_jobs import catalog
+    from spark_jobs.session import build_spark
+    from streamhouse.runtime import postgres
+
+    def action() -> None:
+        settings = load_settings()
+        if settings.catalog.kind == "hive":
+            postgres.ensure_database(settings, settings.catalog.database, settings.catalog.password)
+        with console.status("starting Spark and registering the lake's tables"):
+            spark = build_spark(settings, "streamhouse-catalog")
+            registered = catalog.register_lake_tables(spark, settings)
+        for name, present in registered.items():
+            report(f"{name}: {'registered' if present else 'no table at its location yet'}")
+
+    guarded(action)
+
+
+@catalog_app.command("tables")
+def catalog_tables(
+    count: Annotated[
+        bool, typer.Option("--count/--no-count", help="Count each table's rows.")
+    ] = True,
+) -> None:
+    """Every table of the lake and marts schemas, read by name: location and rows."""
+    from spark_jobs import catalog
+    from spark_jobs.session import build_spark
+
+    def action() -> None:
+        settings = load_settings()
+        with console.status("reading the catalog"):
+            spark = build_spark(settings, "streamhouse-catalog")
+            rows = catalog.describe_tables(spark, settings, count=count)
+        table = Table("table", "rows", "location")
+        for row in rows:
+            table.add_row(row.name, "-" if row.rows is None else str(row.rows), row.location)
+        out.print(table)
+
+    guarded(action)
+
+
 @app.command("settings")
 def show_settings() -> None:
     """Print the effective settings as the environment variables that set them (secrets hidden)."""

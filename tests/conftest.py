@@ -32,7 +32,12 @@ def spark(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
 
     state = tmp_path_factory.mktemp("spark-state")
     session = build_spark(
-        Settings(state_dir=state, spark={"master": "local[2]", "shuffle_partitions": 2}),
+        Settings(
+            state_dir=state,
+            spark={"master": "local[2]", "shuffle_partitions": 2},
+            # Pure Spark tests need no service: Spark's own per-session catalog.
+            catalog={"kind": "in-memory"},
+        ),
         "streamhouse-tests",
     )
     yield session

@@ -67,9 +67,17 @@ def read_pid(paths: ServicePaths) -> int | None:
 
 
 def spawn(
-    paths: ServicePaths, command: list[str], env: dict[str, str], cwd: Path | None = None
+    paths: ServicePaths,
+    command: list[str],
+    env: dict[str, str],
+    cwd: Path | None = None,
+    user: str | None = None,
 ) -> int:
-    """Start ``command`` detached in its own session, output appended to the service log."""
+    """Start ``command`` detached in its own session, output appended to the service log.
+
+    ``user``: run it as that account (its primary group, no supplementary
+    groups), for a server that refuses to run as root.
+    """
     paths.ensure()
     with paths.log.open("ab") as log:
         log.write(f"\n=== start {time.strftime('%Y-%m-%dT%H:%M:%S')}: {command}\n".encode())
@@ -82,26 +90,40 @@ def spawn(
             env=env,
             cwd=cwd or paths.root,
             start_new_session=True,
+            user=user,
+            group=_primary_group(user),
+            extra_groups=[] if user else None,
         )
     ticks = _proc_start_ticks(proc.pid) or "0"
     paths.pid_file.write_text(f"{proc.pid} {ticks}\n")
     return proc.pid
 
 
-def stop(paths: ServicePaths, timeout_s: float) -> bool:
-    """Stop the service by its recorded pid: SIGTERM to it, SIGKILL to its group after timeout.
+def _primary_group(user: str | None) -> int | None:
+    if user is None:
+        return None
+    import pwd
 
-    Only the service's own process gets SIGTERM, so it shuts down in order (the
-    streaming job stops its queries before its Spark JVM goes); whatever of its
-    process group is left once it has exited is then signalled too. Returns
-    False when nothing was running.
+    return pwd.getpwnam(user).pw_gid
+
+
+def stop(
+    paths: ServicePaths, timeout_s: float, stop_signal: signal.Signals = signal.SIGTERM
+) -> bool:
+    """Stop the service by its recorded pid: ``stop_signal`` to it, SIGKILL to its group
+    after ``timeout_s``.
+
+    Only the service's own process gets the signal, so it shuts down in order
+    (the streaming job stops its queries before its Spark JVM goes; PostgreSQL's
+    postmaster stops its own children); whatever of its process group is left
+    once it has exited is then signalled too. Returns False when nothing was running.
     """
     pid = read_pid(paths)
     if pid is None:
         paths.pid_file.unlink(missing_ok=True)
         return False
     with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+        os.kill(pid, stop_signal)
     if not _wait_gone(paths, pid, timeout_s):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

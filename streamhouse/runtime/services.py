@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,11 +21,12 @@ import httpx
 from core.errors import UserFacingError
 from core.jars import Coordinate, JarBundle, spark_bundles
 from core.settings import PROJECT_ROOT, Settings, settings_env
+from streamhouse.runtime import postgres
 from streamhouse.runtime.java import check_java
 from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use
 
-INFRA_SERVICES = ("kafka", "registry", "prometheus")
+INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus")
 PLATFORM_SERVICES = ("simulator", "poller", "streaming")
 SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES
 
@@ -51,6 +53,10 @@ class ServiceSpec:
     #: What ``stack status`` says beyond "ready", and whether it is bad news
     #: (a streaming query that stopped reporting is stalled though its process runs).
     detail: Callable[[], tuple[str, bool]] | None = None
+    #: Run as this account instead of ours (a server that refuses root).
+    user: str | None = None
+    #: The signal that asks it to stop (sent to it alone; its process group follows).
+    stop_signal: signal.Signals = signal.SIGTERM
 
 
 def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
@@ -336,6 +342,36 @@ def _prometheus(settings: Settings) -> ServiceSpec:
     return ServiceSpec("prometheus", rt.ports.prometheus, (), prepare, ready)
 
 
+def _postgres(settings: Settings) -> ServiceSpec:
+    rt = settings.runtime
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        runner = postgres.prepare_data_dir(settings, paths)
+        postgres.initdb(settings, paths, runner)
+        # Known only now: who runs it depends on who we are (root or not).
+        spec.user = runner.user
+        return postgres.server_command(settings, paths)
+
+    def after_ready() -> None:
+        # Every Spark process finds the metastore's database and role in place.
+        if settings.catalog.kind == "hive":
+            postgres.ensure_database(settings, settings.catalog.database, settings.catalog.password)
+
+    spec = ServiceSpec(
+        "postgres",
+        rt.ports.postgres,
+        (),
+        prepare,
+        lambda: postgres.is_ready(settings),
+        after_ready,
+        # SIGINT is PostgreSQL's fast shutdown: the postmaster ends its sessions
+        # and checkpoints. SIGTERM would wait for every client to leave, and
+        # signalling its children directly is not how it wants to be stopped.
+        stop_signal=signal.SIGINT,
+    )
+    return spec
+
+
 def _python_service(
     settings: Settings,
     name: str,
@@ -394,7 +430,10 @@ def _streaming(settings: Settings) -> ServiceSpec:
         settings,
         "streaming",
         settings.runtime.ports.stream_metrics,
-        ("kafka", "registry"),
+        # The streaming job registers the lake's tables in the metastore.
+        ("postgres", "kafka", "registry")
+        if settings.catalog.kind == "hive"
+        else ("kafka", "registry"),
         ["streamhouse.cli", "stream", "run"],
         secrets=True,
     )
@@ -422,6 +461,7 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
     """Every service of the embedded runtime, by name, in start order."""
     ports = settings.runtime.ports
     specs = [
+        _postgres(settings),
         _kafka(settings),
         _registry(settings),
         _prometheus(settings),

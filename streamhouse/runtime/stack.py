@@ -99,7 +99,7 @@ def _start(
     spec.resolve()  # jars come from the cache; resolved there once, never at each start
     command = spec.prepare(paths)
     began = time.monotonic()
-    pid = process.spawn(paths, command, spec.env or _default_env(), spec.cwd)
+    pid = process.spawn(paths, command, spec.env or _default_env(), spec.cwd, spec.user)
     report(f"{spec.name}: started pid {pid}, waiting for it to be ready on port {spec.port}")
     deadline = began + settings.runtime.start_timeout_s
     while not spec.ready():
@@ -127,12 +127,14 @@ def down(
 ) -> list[str]:
     """Stop the named services (default: all) in reverse start order; return those stopped."""
     chosen = check_service_names(names) or list(SERVICE_NAMES)
+    specs = build_services(settings)
     stopped = []
     for name in reversed(SERVICE_NAMES):
         if name not in chosen:
             continue
         paths = service_paths(settings, name)
-        if process.stop(paths, settings.runtime.stop_timeout_s):
+        spec = specs[name]
+        if process.stop(paths, settings.runtime.stop_timeout_s, spec.stop_signal):
             report(f"{name}: stopped")
             stopped.append(name)
         if purge and paths.root.exists():

@@ -47,6 +47,7 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "prometheus": 9090 + OFFSET,
         "poller_metrics": 9401 + OFFSET,
         "stream_metrics": 9402 + OFFSET,
+        "postgres": 5432 + OFFSET,
     }
     simulator_port = 8088 + OFFSET
     values: dict[str, object] = {
@@ -79,8 +80,9 @@ def _purged_state(stack_settings: Settings) -> Settings:
 
 @pytest.fixture(scope="session")
 def infra_stack(_purged_state: Settings) -> Iterator[Settings]:
-    """Kafka, the schema registry and Prometheus, for tests that bring their own processes."""
-    stack.up(_purged_state, ["kafka", "registry", "prometheus"], report=print)
+    """PostgreSQL (the catalog), Kafka, the schema registry and Prometheus, for tests that
+    bring their own processes."""
+    stack.up(_purged_state, ["postgres", "kafka", "registry", "prometheus"], report=print)
     yield _purged_state
     stack.down(_purged_state, report=print)
 
@@ -99,7 +101,7 @@ def running_stack(infra_stack: Settings) -> Settings:
 
 @pytest.fixture
 def quiet_stack(infra_stack: Settings) -> Settings:
-    """Kafka, registry and Prometheus only: the platform's processes stopped.
+    """PostgreSQL, Kafka, registry and Prometheus only: the platform's processes stopped.
 
     For tests that run their own streaming job, so the stack's idle one does
     not compete for the machine's two cores.

@@ -29,6 +29,7 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
     assert code == 0, output
     ports = running_stack.runtime.ports
     for name, port in [
+        ("postgres", ports.postgres),
         ("kafka", ports.kafka),
         ("registry", ports.registry),
         ("prometheus", ports.prometheus),
@@ -37,14 +38,14 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("streaming", ports.stream_metrics),
     ]:
         assert f"{name} " in output and f" {port} " in output, output
-    assert output.count("ready") == 6, output
+    assert output.count("ready") == 7, output
     assert "stopped" not in output
 
 
 def test_up_twice_reports_running_services(running_stack: Settings) -> None:
     code, output = invoke(running_stack, "stack", "up")
     assert code == 0, output
-    assert output.count("already running") == 6, output
+    assert output.count("already running") == 7, output
     assert "started nothing (all running)" in output
 
 
@@ -54,7 +55,7 @@ def test_logs_of_a_service_and_of_an_unknown_one(running_stack: Settings) -> Non
     assert "INFO" in output, output[:500]
     code, output = invoke(running_stack, "stack", "logs", "zookeeper")
     assert code == 1
-    assert "error: Unknown service zookeeper: choose from kafka, registry" in output
+    assert "error: Unknown service zookeeper: choose from postgres, kafka, registry" in output
     assert "Traceback" not in output
 
 

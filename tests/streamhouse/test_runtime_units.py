@@ -75,7 +75,7 @@ def test_dependencies_come_first() -> None:
 
 
 def test_unknown_service_name_is_one_sentence() -> None:
-    with pytest.raises(UserFacingError, match="Unknown service nope: choose from kafka"):
+    with pytest.raises(UserFacingError, match="Unknown service nope: choose from postgres, kafka"):
         check_service_names(["kafka", "nope"])
 
 

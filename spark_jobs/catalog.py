@@ -1,0 +1,164 @@
+"""The lake's tables in the shared catalog: external Delta tables by location, schema ``lake``.
+
+The tables are written by path (``lake/tables.py``); the catalog only names
+them, so ``SELECT * FROM lake.quakes`` works in every Spark process (dbt, GX,
+Airflow tasks, a notebook) and dropping a registration never deletes data.
+Registration is idempotent (``CREATE TABLE IF NOT EXISTS ... LOCATION``) and
+runs when the streaming job starts, again as the tables it creates later
+appear, and before each marts command.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from core.postgres import metastore_credentials
+from core.settings import Settings
+from lake.tables import TABLES, Table
+from spark_jobs.delta_io import table_exists
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+# Held in PostgreSQL while a process creates metastore objects: DataNucleus
+# creates the metastore's own tables on first use, and two processes doing it
+# at once can both try to create one.
+_METASTORE_LOCK = 0x5354_4D48_4D53  # "STMHMS"
+
+
+@contextlib.contextmanager
+def metastore_lock(settings: Settings) -> Iterator[None]:
+    """Serialise metastore DDL between processes (a no-op for the in-memory catalog)."""
+    if settings.catalog.kind != "hive":
+        yield
+        return
+    import psycopg
+
+    credentials = metastore_credentials(settings)
+    timeout = settings.postgres.connect_timeout_s
+    with psycopg.connect(**credentials.conninfo(timeout), autocommit=True) as connection:  # type: ignore[arg-type]
+        connection.execute("SELECT pg_advisory_lock(%s)", (_METASTORE_LOCK,))
+        try:
+            yield
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_METASTORE_LOCK,))
+
+
+def qualified_name(settings: Settings, table: Table) -> str:
+    """``lake.<table>``: the name the catalog knows ``table`` by."""
+    return f"{settings.catalog.lake_schema}.{table.name}"
+
+
+def _same_location(registered: str, wanted: str) -> bool:
+    def norm(uri: str) -> str:
+        return uri.removeprefix("file:").rstrip("/")
+
+    return norm(registered) == norm(wanted)
+
+
+def ensure_schemas(spark: SparkSession, settings: Settings) -> None:
+    """The ``lake`` and ``marts`` schemas, created when missing."""
+    with metastore_lock(settings):
+        for schema in (settings.catalog.lake_schema, settings.catalog.marts_schema):
+            spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+
+
+def register_table(spark: SparkSession, settings: Settings, table: Table) -> bool:
+    """Register ``table`` by location when its Delta log exists; True when it is registered.
+
+    A registration pointing elsewhere (the lake moved: ``lake_root`` changed)
+    is replaced; the table is external, so dropping it keeps every file.
+    """
+    path = table.path(settings.lake_uri)
+    if not table_exists(spark, path):
+        return False
+    name = qualified_name(settings, table)
+    if spark.catalog.tableExists(name):
+        location = str(spark.sql(f"DESCRIBE DETAIL {name}").first()["location"])
+        if _same_location(location, path):
+            return True
+        log.warning("%s pointed at %s; registering it at %s", name, location, path)
+        spark.sql(f"DROP TABLE IF EXISTS {name}")
+    escaped = path.replace("'", "\\'")
+    spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{escaped}'")
+    log.info("registered %s at %s", name, path)
+    return True
+
+
+def register_lake_tables(spark: SparkSession, settings: Settings) -> dict[str, bool]:
+    """Register every lake table that exists; by qualified name, whether it is registered."""
+    ensure_schemas(spark, settings)
+    with metastore_lock(settings):
+        return {
+            qualified_name(settings, table): register_table(spark, settings, table)
+            for table in TABLES.values()
+        }
+
+
+class LakeRegistrar:
+    """Registers the lake's tables as they appear (the streaming job creates some lazily).
+
+    ``poll`` is cheap once every table is registered: it does nothing more.
+    """
+
+    def __init__(self, spark: SparkSession, settings: Settings) -> None:
+        self._spark = spark
+        self._settings = settings
+        self._missing = set(TABLES)
+        self._schemas_ready = False
+
+    @property
+    def complete(self) -> bool:
+        return not self._missing
+
+    def poll(self) -> None:
+        """Register the tables that appeared since the last call.
+
+        A catalog that cannot be reached is logged and tried again at the next
+        call: the stream's data never waits on the catalog.
+        """
+        if not self._missing:
+            return
+        try:
+            if not self._schemas_ready:
+                ensure_schemas(self._spark, self._settings)
+                self._schemas_ready = True
+            with metastore_lock(self._settings):
+                for name in sorted(self._missing):
+                    if register_table(self._spark, self._settings, TABLES[name]):
+                        self._missing.discard(name)
+        except Exception as error:  # the metastore, PostgreSQL or a credentials file
+            log.warning("could not register the lake's tables yet: %s", str(error).splitlines()[0])
+
+
+@dataclass(frozen=True)
+class CatalogTable:
+    """One table of the catalog as ``streamhouse catalog tables`` shows it."""
+
+    name: str
+    location: str
+    rows: int | None
+
+
+def describe_tables(spark: SparkSession, settings: Settings, count: bool) -> list[CatalogTable]:
+    """Every table of the lake and marts schemas, each read by its name."""
+    found = []
+    for schema in (settings.catalog.lake_schema, settings.catalog.marts_schema):
+        if not spark.catalog.databaseExists(schema):
+            continue
+        for table in sorted(spark.catalog.listTables(schema), key=lambda t: t.name):
+            name = f"{schema}.{table.name}"
+            if table.tableType == "VIEW":
+                location = "(view)"
+            else:
+                detail = spark.sql(f"DESCRIBE DETAIL {name}").first()
+                location = str(detail["location"]) if detail is not None else ""
+            rows = spark.table(name).count() if count else None
+            found.append(CatalogTable(name, location, rows))
+    return found
