@@ -42,6 +42,7 @@ from producers.errors import (
     SourceError,
 )
 from producers.http_client import BodyLimits, RetryPolicy, Sleep, get_json, make_http_client
+from producers.json_guard import NonFiniteNumber
 from producers.kafka_io import ChangePublisher, DeadLetter, make_change_publisher
 from producers.metrics import (
     CIRCUIT_OPEN,
@@ -159,7 +160,13 @@ def select_new_versions(source: HttpSource, cursor: Cursor, records: Sequence[Js
 
 
 def _raw_json(record: Any) -> bytes:
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False).encode()
+    # A record can hold what JSON cannot say (a NaN literal from the page): it is
+    # written as text, so the dead letter still shows the record as it came.
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False, default=_as_text).encode()
+
+
+def _as_text(value: Any) -> str:
+    return value.text if isinstance(value, NonFiniteNumber) else repr(value)
 
 
 def record_letter(error: RecordError | str, record: Any, key: str | None) -> DeadLetter:
@@ -558,6 +565,13 @@ def run(
                 except (SourceError, PublishError) as error:
                     POLLS.labels(source=source.name, outcome=outcome_failed).inc()
                     log.error("poll of %s failed: %s", source.name, error)
+                    failed = True
+                except Exception:
+                    # A bug met by some input must not end a long-running poller: the
+                    # poll fails (logged with its traceback), the cursor stays, the
+                    # breaker paces the retries.
+                    POLLS.labels(source=source.name, outcome=outcome_failed).inc()
+                    log.exception("poll of %s failed unexpectedly", source.name)
                     failed = True
                 else:
                     cursor = summary.cursor

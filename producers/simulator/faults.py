@@ -108,13 +108,16 @@ def deeply_nested_body(levels: int = DEEP_NESTING_LEVELS) -> bytes:
 
 
 def with_nan(body: str) -> str:
-    """The page with its first record's magnitude written as the literal ``NaN`` (not JSON)."""
+    """The page with every record's magnitude written as the literal ``NaN`` (not JSON).
+
+    Every record, so that whichever of them is new to the poller (the others
+    are re-reads it drops before mapping) carries it.
+    """
     page = json.loads(body)
-    if not page.get("features"):
-        return body
     marker = "__streamhouse_nan__"
-    page["features"][0]["properties"]["mag"] = marker
-    return json.dumps(page).replace(f'"{marker}"', "NaN", 1)
+    for feature in page.get("features", []):
+        feature["properties"]["mag"] = marker
+    return json.dumps(page).replace(f'"{marker}"', "NaN")
 
 
 def huge_body_chunks(megabytes: int, chunk_bytes: int = 1 << 20) -> tuple[int, Iterator[bytes]]:
