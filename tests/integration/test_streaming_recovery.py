@@ -20,15 +20,19 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.errors import UserFacingError
 from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
 from monitoring.stream_metrics import BATCHES_SKIPPED
 from producers.loadgen.runner import register_schema
+from spark_jobs import replay
 from spark_jobs.bronze_stream import QUERY_NAME, ChangeBatchWriter
+from spark_jobs.delta_io import table_version
 
 from .streaming_helpers import (
     bronze_count,
@@ -128,3 +132,36 @@ def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
     assert bronze.select("kafka_partition", "kafka_offset").distinct().count() == 300
     assert quarantine.count() == 1
     assert quarantine.where(F.col("reason").startswith("not in the Confluent")).count() == 1
+
+
+def test_a_live_kafka_replay_never_rewrites_bronze_nor_writes_a_record_twice(
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "livereplay")
+    log, loadgen_log = tmp_path / "stream.log", tmp_path / "loadgen.log"
+    bronze_path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
+    run_loadgen(settings, loadgen_log, 500, "--seed", "5")
+    ingest = spawn_cli(["stream", "run", "bronze", "--available-now"], settings, log)
+    assert ingest.wait(timeout=300) == 0, log.read_text()[-3000:]
+    assert bronze_count(spark, settings) == 500
+
+    # Everything is in bronze already: the replay inserts nothing and commits nothing.
+    version = table_version(spark, bronze_path)
+    counts = replay.replay_kafka(spark, settings, replay.KafkaRange(), to_live=True)
+    assert counts["bronze"] == 500 and bronze_count(spark, settings) == 500
+    assert table_version(spark, bronze_path) == version, "bronze was not rewritten"
+
+    # New records the ingest query has not read yet: refused, in one sentence.
+    run_loadgen(settings, loadgen_log, 200, "--seed", "6")
+    with pytest.raises(UserFacingError, match=r"has not read partition .* would write those"):
+        replay.replay_kafka(spark, settings, replay.KafkaRange(), to_live=True)
+
+    # With the checkpoint gone the replay fills what is missing, and the ingest
+    # query then starts after it: every record once.
+    shutil.rmtree(settings.checkpoint_dir("bronze", "quake_changes"))
+    counts = replay.replay_kafka(spark, settings, replay.KafkaRange(), to_live=True)
+    assert counts["records"] == 700 and bronze_count(spark, settings) == 700
+    ingest = spawn_cli(["stream", "run", "bronze", "--available-now"], settings, log)
+    assert ingest.wait(timeout=300) == 0, log.read_text()[-3000:]
+    positions = _positions(spark, settings)
+    assert len(positions) == len(set(positions)) == 700
