@@ -165,3 +165,30 @@ def test_a_live_kafka_replay_never_rewrites_bronze_nor_writes_a_record_twice(
     assert ingest.wait(timeout=300) == 0, log.read_text()[-3000:]
     positions = _positions(spark, settings)
     assert len(positions) == len(set(positions)) == 700
+
+
+def test_a_registry_outage_delays_ingest_and_quarantines_nothing(
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    from streamhouse.runtime import stack
+
+    base = quiet_stack.model_copy(
+        update={"spark": quiet_stack.spark.model_copy(update={"registry_retry_s": 5.0})}
+    )
+    settings = own_topic_and_lake(base, tmp_path / "lake", "outage")
+    log = tmp_path / "stream.log"
+    run_loadgen(settings, tmp_path / "loadgen.log", 300, "--seed", "7")
+    stack.down(settings, ["registry"], report=print)
+    try:
+        stream = spawn_cli(["stream", "run", "bronze"], settings, log)
+        # Batches fail on the unreachable registry and are retried from the checkpoint.
+        wait_until(lambda: "did not answer" in log.read_text(), 240, stream, log)
+        assert bronze_count(spark, settings) == 0
+    finally:
+        stack.up(settings, ["registry"], report=print)
+    wait_until(lambda: bronze_count(spark, settings) >= 300, 300, stream, log)
+    stop(stream, signal.SIGTERM)
+    positions = _positions(spark, settings)
+    assert len(positions) == len(set(positions)) == 300
+    quarantine = QUARANTINE_QUAKE_CHANGES.path(settings.lake_uri)
+    assert not Path(quarantine).exists() or spark.read.format("delta").load(quarantine).count() == 0
