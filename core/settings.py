@@ -231,6 +231,14 @@ class SparkSettings(BaseModel):
         description="Longest wait for a written batch's observed figures: no wait in a batch is "
         "unbounded.",
     )
+    background_nice: int = Field(
+        19,
+        ge=0,
+        le=19,
+        description="CPU niceness of a `stream run --background` driver (silver, the hour "
+        "rollup, late events): their MERGEs then take only the cores the latency-critical "
+        "driver leaves idle. 0 = same priority.",
+    )
     stall_after_s: float = Field(
         300.0,
         gt=0,
@@ -256,6 +264,8 @@ class ServicePorts(BaseModel):
     prometheus: int = 9090
     poller_metrics: int = 9401
     stream_metrics: int = 9402
+    # The second, lower-priority streaming driver (silver, the hour rollup, late events).
+    stream_background_metrics: int = 9404
     postgres: int = 5432
 
 

@@ -1,21 +1,24 @@
-"""``streamhouse bench streaming``: end-to-end latency, sustainable rate and replay throughput.
+"""``streamhouse bench streaming``: the pipeline's latency next to the floor, in one run.
 
-A benchmark, not a test: it drives the load generator at fixed rates against
-a running ``streamhouse stream run`` on its own topic and lake, then measures
+A benchmark, not a test. On its own topics and lakes it drives the load
+generator at fixed rates against two jobs, alternating them phase by phase so
+both see the same machine:
 
-- end-to-end latency to bronze: Delta's change data feed gives each row's
-  ``_commit_timestamp``; latency = commit time - ``produced_at_ms``;
-- end-to-end latency to the 1-minute windows: each committed window version
-  against the newest ``produced_at_ms`` it includes;
-- consumer lag over time (records in Kafka minus rows committed to bronze),
-  sampled every few seconds; a rate is sustainable when the lag at the end of
-  its phase is no more than a few seconds of input;
-- replay throughput, records per second: every phase's records replayed in
-  batch through the same transforms into side tables, once from Kafka
-  (decode, bronze, then silver and both window tables) and once from bronze
-  (silver and both window tables), each in a fresh JVM.
+- the floor (``spark_jobs.floor``): a bare Kafka -> Delta query, no decoding,
+  no transforms, the same settings and trigger: what any Kafka -> Delta
+  pipeline pays on this machine;
+- the pipeline as the stack runs it: the latency-critical driver (ingest ->
+  bronze, the 1-minute windows) and the background driver (silver, the hour
+  rollup, late events) at a lower CPU priority.
 
-Percentiles are exact (Spark ``percentile``), per phase.
+Each job is started right before its first phase's load (a restart under
+load), so its cold start, the time until latency settles, is measured and
+reported apart from the steady-state percentiles. Latency = commit time in
+Delta (change data feed) minus the Kafka record's timestamp, per row; every
+row's latency is kept (Parquet, in the run's folder) and the percentiles, the
+cold starts and the plot come from those files. Each pipeline figure is printed
+next to its ratio to the floor. Replays of every phase's records, from Kafka
+and from bronze, run in a fresh JVM twice in a row: cold, then warm.
 """
 
 from __future__ import annotations
@@ -33,71 +36,97 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-from pyspark.sql import functions as F  # noqa: N812
 
 from core.kafka_topics import offset_span
 from core.settings import PROJECT_ROOT, Settings, settings_env
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M
-from spark_jobs import replay
-from spark_jobs.delta_io import table_exists
+from spark_jobs import latency, replay
+from spark_jobs.floor import floor_path
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pyspark.sql import DataFrame, SparkSession
+    import pandas as pd
+    from pyspark.sql import SparkSession
 
 # Lag (in seconds of input) at the end of a phase above which the rate is not sustained.
 SUSTAINED_LAG_S = 10.0
+#: The pipeline's two drivers, as the stack runs them.
+CRITICAL_JOBS = ("bronze", "windows")
+BACKGROUND_JOBS = ("late", "silver", "rollup")
+SERIES = ("floor", "bronze", "windows")
 
 
 @dataclass
 class PhaseResult:
-    """What one fixed-rate phase measured."""
+    """What one fixed-rate phase measured: steady percentiles and the lag."""
 
     rate_per_s: int
+    job: str  # "floor" or "pipeline"
     duration_s: float
-    produced: int
-    bronze_p50_ms: float | None = None
-    bronze_p95_ms: float | None = None
-    bronze_p99_ms: float | None = None
-    windows_p50_ms: float | None = None
-    windows_p95_ms: float | None = None
-    windows_p99_ms: float | None = None
-    final_lag_records: int = 0
-    max_lag_records: int = 0
-    sustained: bool = False
-    lag_samples: list[tuple[float, int]] = field(default_factory=list)
+    produced: int = 0
     started_ms: int = 0
     ended_ms: int = 0
+    percentiles: dict[str, latency.Percentiles] = field(default_factory=dict)
+    final_lag_records: int = 0
+    max_lag_records: int = 0
+    sustained: bool = True
+    lag_samples: list[tuple[float, int]] = field(default_factory=list)
 
 
-def _stream_rows_written(settings: Settings) -> int:
-    rt = settings.runtime
-    try:
-        text = httpx.get(f"http://{rt.host}:{rt.ports.stream_metrics}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return 0
-    for family in text_string_to_metric_families(text):
-        if family.name == "streamhouse_stream_rows_written":
-            return int(
-                sum(
-                    s.value
-                    for s in family.samples
-                    if s.name.endswith("_total") and s.labels.get("sink") == "bronze"
-                )
-            )
-    return 0
+@dataclass
+class Comparison:
+    """The pipeline against the floor at one rate, and the targets."""
+
+    rate_per_s: int
+    floor: latency.Percentiles
+    bronze: latency.Percentiles
+    windows: latency.Percentiles
+    bronze_p95_ratio: float | None
+    bronze_p99_ratio: float | None
+    windows_p95_over_floor_s: float | None
+    sustained: bool
 
 
-def _topic_size(settings: Settings) -> int:
-    return offset_span(settings.kafka, settings.kafka.changes_topic)
+@dataclass
+class ReplayResult:
+    """One replay source, cold (a fresh JVM) then warm (the same JVM again)."""
+
+    source: str
+    records: int
+    cold_seconds: float
+    warm_seconds: float
+
+    @property
+    def cold_rate_per_s(self) -> float:
+        return self.records / self.cold_seconds if self.cold_seconds else 0.0
+
+    @property
+    def warm_rate_per_s(self) -> float:
+        return self.records / self.warm_seconds if self.warm_seconds else 0.0
+
+
+@dataclass
+class StreamingBenchReport:
+    """Everything the benchmark measured, saved as JSON next to the plot."""
+
+    command: str
+    phases: list[PhaseResult]
+    comparisons: list[Comparison]
+    cold_start_s: dict[str, float | None]
+    highest_sustained_rate: int | None
+    replays: list[ReplayResult]
+    targets: dict[str, bool | None]
+    latencies_dir: str
+    finished_at: str
+    machine: dict[str, Any]
 
 
 def _spawn(settings: Settings, args: list[str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:
         return subprocess.Popen(
-            [sys.executable, "-m", "streamhouse.cli", *args],
-            env=settings_env(settings),
+            [sys.executable, *args],
+            env=settings_env(settings, secrets=True),
             cwd=PROJECT_ROOT,
             stdout=handle,
             stderr=subprocess.STDOUT,
@@ -105,113 +134,237 @@ def _spawn(settings: Settings, args: list[str], log: Path) -> subprocess.Popen[b
         )
 
 
+def _rows_written(settings: Settings) -> int:
+    rt = settings.runtime
+    try:
+        text = httpx.get(f"http://{rt.host}:{rt.ports.stream_metrics}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            if family.name == "streamhouse_stream_rows_written"
+            for sample in family.samples
+            if sample.name.endswith("_total") and sample.labels.get("sink") == "bronze"
+        )
+    )
+
+
+def _topic_size(settings: Settings) -> int:
+    return offset_span(settings.kafka, settings.kafka.changes_topic)
+
+
 def run_phase(
     settings: Settings,
     *,
+    job: str,
     rate: int,
     duration_s: float,
     processes: int,
     work_dir: Path,
     report: Callable[[str], None],
 ) -> PhaseResult:
-    """Drive the load generator at ``rate`` for ``duration_s`` and sample the lag."""
+    """Drive the load generator at ``rate`` for ``duration_s`` (sampling the pipeline's lag)."""
     before = _topic_size(settings)
-    result = PhaseResult(rate, duration_s, 0, started_ms=int(time.time() * 1000))
+    result = PhaseResult(rate, job, duration_s, started_ms=int(time.time() * 1000))
     load = _spawn(
         settings,
         [
-            "loadgen", "--rate", str(rate), "--duration", str(duration_s),
+            "-m", "streamhouse.cli", "loadgen", "--rate", str(rate), "--duration", str(duration_s),
             "--processes", str(processes), "--duplicates", "0.01", "--out-of-order", "0.01",
             "--late", "0.001", "--entities", "100000",
         ],
-        work_dir / f"loadgen-{rate}.log",
+        work_dir / f"loadgen-{job}-{rate}.log",
     )  # fmt: skip
     began = time.monotonic()
+
+    def sample() -> None:
+        if job == "pipeline":
+            lag = max(0, _topic_size(settings) - _rows_written(settings))
+            result.lag_samples.append((time.monotonic() - began, lag))
+
     while load.poll() is None:
         time.sleep(5)
-        lag = max(0, _topic_size(settings) - _stream_rows_written(settings))
-        result.lag_samples.append((time.monotonic() - began, lag))
-        report(f"  {rate}/s: t={time.monotonic() - began:5.0f}s lag={lag}")
-    # Give the stream the same grace a dashboard would: a few triggers.
-    for _ in range(3):
+        sample()
+        report(f"  {job} at {rate}/s: t={time.monotonic() - began:4.0f} s")
+    if load.returncode != 0:
+        raise RuntimeError(f"the load generator failed; see {work_dir}")
+    for _ in range(3):  # the grace a dashboard gives: a few triggers
         time.sleep(5)
-        lag = max(0, _topic_size(settings) - _stream_rows_written(settings))
-        result.lag_samples.append((time.monotonic() - began, lag))
+        sample()
     result.ended_ms = int(time.time() * 1000)
     result.produced = _topic_size(settings) - before
-    result.final_lag_records = result.lag_samples[-1][1]
-    result.max_lag_records = max(lag for _, lag in result.lag_samples)
-    result.sustained = result.final_lag_records <= rate * SUSTAINED_LAG_S
+    if result.lag_samples:
+        result.final_lag_records = result.lag_samples[-1][1]
+        result.max_lag_records = max(lag for _, lag in result.lag_samples)
+        result.sustained = result.final_lag_records <= rate * SUSTAINED_LAG_S
     return result
 
 
-def _percentiles(rows: DataFrame, column: str) -> list[float | None]:
-    value = rows.agg(F.percentile(column, [0.5, 0.95, 0.99])).first()
-    if value is None or value[0] is None:
-        return [None, None, None]
-    return [float(v) for v in value[0]]
+def save_latencies(spark: SparkSession, floor: Settings, pipeline: Settings, folder: Path) -> None:
+    """Every row's (sent_ms, latency_ms) of each series, as Parquet under ``folder``."""
+    sources = {
+        "floor": (floor_path(floor), "timestamp"),
+        "bronze": (BRONZE_QUAKE_CHANGES.path(pipeline.lake_uri), "kafka_timestamp"),
+        "windows": (QUAKE_WINDOWS_1M.path(pipeline.lake_uri), "last_produced_at_ms"),
+    }
+    for series, (path, sent_column) in sources.items():
+        rows = latency.row_latencies(spark, path, sent_column)
+        rows.coalesce(1).write.mode("overwrite").parquet(str(folder / series))
 
 
-def measure_latencies(spark: SparkSession, settings: Settings, phase: PhaseResult) -> None:
-    """Exact latency percentiles of the phase's rows, from the change data feeds."""
-    lake = settings.lake_uri
-    bronze = (
-        spark.read.format("delta")
-        .option("readChangeFeed", "true")
-        .option("startingVersion", 0)
-        .load(BRONZE_QUAKE_CHANGES.path(lake))
-        .where(F.col("produced_at_ms").between(phase.started_ms, phase.ended_ms))
-        .select((F.unix_millis("_commit_timestamp") - F.col("produced_at_ms")).alias("latency_ms"))
-    )
-    phase.bronze_p50_ms, phase.bronze_p95_ms, phase.bronze_p99_ms = _percentiles(
-        bronze, "latency_ms"
-    )
-    if not table_exists(spark, QUAKE_WINDOWS_1M.path(lake)):
-        return
-    windows = (
-        spark.read.format("delta")
-        .option("readChangeFeed", "true")
-        .option("startingVersion", 0)
-        .load(QUAKE_WINDOWS_1M.path(lake))
-        .where(F.col("_change_type").isin("insert", "update_postimage"))
-        .where(F.col("last_produced_at_ms").between(phase.started_ms, phase.ended_ms))
-        .select(
-            (F.unix_millis("_commit_timestamp") - F.col("last_produced_at_ms")).alias("latency_ms")
+def load_latencies(folder: Path) -> dict[str, pd.DataFrame]:
+    """The per-row latencies ``save_latencies`` wrote, by series."""
+    import pandas as pd
+
+    return {series: pd.read_parquet(folder / series) for series in SERIES}
+
+
+def analyse(
+    rows: dict[str, pd.DataFrame],
+    phases: list[PhaseResult],
+    job_started_ms: dict[str, int],
+) -> tuple[dict[str, float | None], list[Comparison]]:
+    """Cold starts, each phase's steady percentiles, and the pipeline/floor comparisons."""
+    cold: dict[str, float | None] = {}
+    settled: dict[str, int] = {}
+    for series in SERIES:
+        job = "floor" if series == "floor" else "pipeline"
+        first = next(p for p in phases if p.job == job)
+        data = rows[series]
+        in_first = data[
+            (data["sent_ms"] >= job_started_ms[job]) & (data["sent_ms"] <= first.ended_ms)
+        ]
+        middle = (first.started_ms + first.ended_ms) // 2
+        at = latency.settle_ms(in_first, job_started_ms[job], middle)
+        cold[series] = None if at is None else (at - job_started_ms[job]) / 1000
+        settled[series] = at if at is not None else middle
+    for phase in phases:
+        names = ("floor",) if phase.job == "floor" else ("bronze", "windows")
+        for series in names:
+            data = rows[series]
+            start = max(phase.started_ms, settled[series])
+            window = data[(data["sent_ms"] >= start) & (data["sent_ms"] <= phase.ended_ms)]
+            phase.percentiles[series] = latency.Percentiles.of(window["latency_ms"])
+    comparisons = []
+    for rate in dict.fromkeys(p.rate_per_s for p in phases):
+        floor = next(p for p in phases if p.job == "floor" and p.rate_per_s == rate)
+        pipe = next(p for p in phases if p.job == "pipeline" and p.rate_per_s == rate)
+        f, b, w = (
+            floor.percentiles["floor"],
+            pipe.percentiles["bronze"],
+            pipe.percentiles["windows"],
         )
-    )
-    phase.windows_p50_ms, phase.windows_p95_ms, phase.windows_p99_ms = _percentiles(
-        windows, "latency_ms"
-    )
+        comparisons.append(
+            Comparison(
+                rate,
+                f,
+                b,
+                w,
+                _ratio(b.p95_ms, f.p95_ms),
+                _ratio(b.p99_ms, f.p99_ms),
+                None if w.p95_ms is None or f.p95_ms is None else (w.p95_ms - f.p95_ms) / 1000,
+                pipe.sustained,
+            )
+        )
+    return cold, comparisons
 
 
-REPLAY_SOURCES = ("kafka", "bronze")
+def _ratio(value: float | None, floor: float | None) -> float | None:
+    return None if value is None or not floor else value / floor
 
 
-def replay_once(spark: SparkSession, settings: Settings, source: str, until_ms: int) -> int:
-    """Replay every phase's records from ``source`` into the side tables; the records replayed.
+def targets(
+    comparisons: list[Comparison],
+    cold: dict[str, float | None],
+    highest_sustained: int | None,
+    replays: list[ReplayResult],
+) -> dict[str, bool | None]:
+    """Issue 15's targets, each met or not (None: not measured in this run)."""
+    at = {c.rate_per_s: c for c in comparisons}
 
-    From Kafka: the topic up to ``until_ms``, decoded and written to bronze,
-    then silver and the windows derived. From bronze: silver and the windows
-    recomputed from every bronze row (the bench's lake holds only its phases).
-    """
-    if source == "kafka":
-        span = replay.KafkaRange(ending_timestamp_ms=until_ms)
-        return replay.replay_kafka(spark, settings, span)["records"]
-    return replay.replay_bronze(spark, settings, None, None)["bronze"]
+    def check(rate: int, test: Callable[[Comparison], bool | None]) -> bool | None:
+        return test(at[rate]) if rate in at else None
+
+    bronze_replay = next((r for r in replays if r.source == "bronze"), None)
+    return {
+        "bronze P95 <= 1.5 x floor P95 at 1,000/s": check(
+            1000, lambda c: c.bronze_p95_ratio is not None and c.bronze_p95_ratio <= 1.5
+        ),
+        "bronze P95 <= 1.5 x floor P95 at 5,000/s": check(
+            5000, lambda c: c.bronze_p95_ratio is not None and c.bronze_p95_ratio <= 1.5
+        ),
+        "windows P95 <= floor P95 + 3 s at 1,000/s": check(
+            1000,
+            lambda c: c.windows_p95_over_floor_s is not None and c.windows_p95_over_floor_s <= 3,
+        ),
+        "windows P95 <= floor P95 + 3 s at 5,000/s": check(
+            5000,
+            lambda c: c.windows_p95_over_floor_s is not None and c.windows_p95_over_floor_s <= 3,
+        ),
+        "bronze P99 <= 2 x floor P99 at 1,000/s": check(
+            1000, lambda c: c.bronze_p99_ratio is not None and c.bronze_p99_ratio <= 2
+        ),
+        "bronze P99 <= 2 x floor P99 at 5,000/s": check(
+            5000, lambda c: c.bronze_p99_ratio is not None and c.bronze_p99_ratio <= 2
+        ),
+        "cold start until steady <= 30 s": None
+        if cold.get("bronze") is None
+        else cold["bronze"] <= 30,  # type: ignore[operator]
+        "sustained >= 20,000/s": None if highest_sustained is None else highest_sustained >= 20_000,
+        "replay from bronze, warm >= 5 x highest sustained rate": None
+        if bronze_replay is None or not highest_sustained
+        else bronze_replay.warm_rate_per_s >= 5 * highest_sustained,
+    }
 
 
-def measure_replay(settings: Settings, source: str, until_ms: int, log: Path) -> tuple[int, float]:
-    """(records, seconds) of one replay, run in its own process.
+def plot(
+    rows: dict[str, pd.DataFrame],
+    phases: list[PhaseResult],
+    job_started_ms: dict[str, int],
+    path: Path,
+) -> None:
+    """P95 latency per 5 s over each phase: floor, bronze and windows side by side; the lag."""
+    import matplotlib
 
-    Each replay starts in a fresh JVM, as ``streamhouse replay`` does, so
-    neither gains from the JIT warm-up of the other (on 2 cores the same
-    replay runs about a third faster in a warm JVM). The seconds exclude the
-    JVM's and the SparkSession's start.
-    """
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rates = list(dict.fromkeys(p.rate_per_s for p in phases))
+    fig, axes = plt.subplots(2, len(rates), figsize=(5.5 * len(rates), 7), squeeze=False)
+    for column, rate in enumerate(rates):
+        ax = axes[0][column]
+        for phase in (p for p in phases if p.rate_per_s == rate):
+            start = phase.started_ms
+            if phase is next(p for p in phases if p.job == phase.job):
+                start = job_started_ms[phase.job]  # the first phase shows the cold start
+            names = ("floor",) if phase.job == "floor" else ("bronze", "windows")
+            for series in names:
+                data = rows[series]
+                window = data[(data["sent_ms"] >= start) & (data["sent_ms"] <= phase.ended_ms)]
+                p95 = latency.bucket_p95(window, start)
+                ax.plot(p95.index, p95.values / 1000, label=f"{series} P95")
+            if phase.job == "pipeline":
+                lag_ax = axes[1][column]
+                lag_ax.plot([t for t, _ in phase.lag_samples], [v for _, v in phase.lag_samples])
+                lag_ax.set_title(f"{rate} events/s: pipeline lag (records)")
+                lag_ax.set_xlabel("seconds into phase")
+        ax.set_title(f"{rate} events/s: P95 latency per 5 s")
+        ax.set_xlabel("seconds into phase (first phase: from job start)")
+        ax.set_ylabel("seconds")
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=90)
+
+
+def measure_replay(settings: Settings, source: str, until_ms: int, log: Path) -> ReplayResult:
+    """One replay source run twice in a fresh process: cold, then warm (side tables cleared)."""
     with log.open("ab") as handle:
         done = subprocess.run(
             [sys.executable, "-m", "spark_jobs.benchmark", source, str(until_ms)],
-            env=settings_env(settings),
+            env=settings_env(settings, secrets=True),
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
             stderr=handle,
@@ -220,68 +373,33 @@ def measure_replay(settings: Settings, source: str, until_ms: int, log: Path) ->
     if done.returncode != 0:
         raise RuntimeError(f"the replay from {source} failed; see {log}")
     measured = json.loads(done.stdout.decode().strip().splitlines()[-1])
-    return int(measured["records"]), float(measured["seconds"])
+    return ReplayResult(source, int(measured["records"]), *measured["seconds"])
 
 
-def plot(phases: list[PhaseResult], spark: SparkSession, settings: Settings, path: Path) -> None:
-    """Latency to bronze over time (per 5 s, P50/P95/P99) and lag, one panel per phase."""
-    import matplotlib
+def _free_port() -> int:
+    import socket
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
-    fig, axes = plt.subplots(2, len(phases), figsize=(5 * len(phases), 7), squeeze=False)
-    bronze = (
-        spark.read.format("delta")
-        .option("readChangeFeed", "true")
-        .option("startingVersion", 0)
-        .load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
-        .select(
-            "produced_at_ms",
-            (F.unix_millis("_commit_timestamp") - F.col("produced_at_ms")).alias("latency_ms"),
-        )
+
+def _bench_settings(settings: Settings, work: Path, name: str, run_id: str) -> Settings:
+    """The settings of one job of the run: its own topic, lake and metrics ports, no shared
+    catalog, so a running stack is neither used nor disturbed."""
+    ports = settings.runtime.ports.model_copy(
+        update={"stream_metrics": _free_port(), "stream_background_metrics": _free_port()}
     )
-    for column, phase in enumerate(phases):
-        buckets = (
-            bronze.where(F.col("produced_at_ms").between(phase.started_ms, phase.ended_ms))
-            .groupBy(((F.col("produced_at_ms") - phase.started_ms) / 5000).cast("int").alias("b"))
-            .agg(F.percentile("latency_ms", [0.5, 0.95, 0.99]).alias("p"))
-            .orderBy("b")
-            .collect()
-        )
-        seconds = [row.b * 5 for row in buckets]
-        ax = axes[0][column]
-        for index, label in enumerate(("P50", "P95", "P99")):
-            ax.plot(seconds, [row.p[index] / 1000 for row in buckets], label=label)
-        ax.set_title(f"{phase.rate_per_s} events/s: latency to bronze")
-        ax.set_xlabel("seconds into phase")
-        ax.set_ylabel("seconds")
-        ax.legend()
-        lag_ax = axes[1][column]
-        lag_ax.plot([t for t, _ in phase.lag_samples], [lag for _, lag in phase.lag_samples])
-        lag_ax.set_title(f"{phase.rate_per_s} events/s: lag (records)")
-        lag_ax.set_xlabel("seconds into phase")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=90)
-
-
-@dataclass
-class StreamingBenchReport:
-    """Everything the benchmark measured, saved as JSON next to the plot."""
-
-    command: str
-    jobs: list[str]
-    phases: list[PhaseResult]
-    highest_sustained_rate: int | None
-    replay_records: int
-    replay_seconds: float
-    replay_rate_per_s: float
-    bronze_replay_records: int
-    bronze_replay_seconds: float
-    bronze_replay_rate_per_s: float
-    finished_at: str
-    machine: dict[str, Any]
+    return settings.model_copy(
+        update={
+            "runtime": settings.runtime.model_copy(update={"ports": ports}),
+            "lake_root": str(work / name / "lake"),
+            "checkpoint_root": None,
+            "kafka": settings.kafka.model_copy(update={"changes_topic": f"bench-{run_id}-{name}"}),
+            # The run's tables must not be registered in the stack's catalog.
+            "catalog": settings.catalog.model_copy(update={"kind": "in-memory"}),
+        }
+    )
 
 
 def run_benchmark(
@@ -293,100 +411,119 @@ def run_benchmark(
     output: Path,
     report: Callable[[str], None],
     command: str,
-    jobs: tuple[str, ...] = (),
 ) -> StreamingBenchReport:
-    """Run every phase against a fresh topic and lake, then measure latencies and replay."""
+    """Run the floor and the pipeline phase by phase, then analyse, plot and replay."""
+    from producers.loadgen.bench import machine_info, timestamp
     from producers.loadgen.runner import ensure_topic
     from spark_jobs.session import build_spark
 
     run_id = uuid.uuid4().hex[:8]
     work = settings.state_dir / "bench" / run_id
     work.mkdir(parents=True, exist_ok=True)
-    bench_settings = settings.model_copy(
-        update={
-            "lake_root": str(work / "lake"),
-            "kafka": settings.kafka.model_copy(update={"changes_topic": f"bench-{run_id}"}),
-        }
-    )
     os.environ["STREAMHOUSE_LOADGEN__METRICS_PORT"] = "0"
-    ensure_topic(bench_settings.kafka, bench_settings.kafka.changes_topic)
-    stream = _spawn(bench_settings, ["stream", "run", *jobs], work / "stream.log")
+    floor = _bench_settings(settings, work, "floor", run_id)
+    pipeline = _bench_settings(settings, work, "pipeline", run_id)
+    for job_settings in (floor, pipeline):
+        ensure_topic(job_settings.kafka, job_settings.kafka.changes_topic)
+    report(f"run {run_id}: jobs, logs and per-row latencies under {work}")
+    jobs: list[subprocess.Popen[bytes]] = []
+    started: dict[str, int] = {}
     phases: list[PhaseResult] = []
+
+    def start(job: str) -> None:
+        started[job] = int(time.time() * 1000)
+        if job == "floor":
+            jobs.append(_spawn(floor, ["-m", "spark_jobs.floor"], work / "floor.log"))
+            return
+        cli = ["-m", "streamhouse.cli", "stream", "run"]
+        jobs.append(_spawn(pipeline, [*cli, *CRITICAL_JOBS], work / "pipeline.log"))
+        jobs.append(
+            _spawn(pipeline, [*cli, *BACKGROUND_JOBS, "--background"], work / "background.log")
+        )
+
     try:
-        deadline = time.monotonic() + 180
-        while _stream_rows_written(bench_settings) == 0 and not _metrics_up(bench_settings):
-            if stream.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the streaming job did not start; see {work / 'stream.log'}")
-            time.sleep(2)
-        time.sleep(15)  # let the queries start their first batches
         for rate in rates:
-            report(f"phase {rate} events/s for {duration_s:.0f} s")
-            phases.append(
-                run_phase(
-                    bench_settings,
-                    rate=rate,
-                    duration_s=duration_s,
-                    processes=processes,
-                    work_dir=work,
-                    report=report,
+            for job, job_settings in (("floor", floor), ("pipeline", pipeline)):
+                if job not in started:
+                    start(job)  # right before its first load: a restart under load
+                report(f"{job}: {rate} events/s for {duration_s:.0f} s")
+                phases.append(
+                    run_phase(
+                        job_settings,
+                        job=job,
+                        rate=rate,
+                        duration_s=duration_s,
+                        processes=processes,
+                        work_dir=work,
+                        report=report,
+                    )
                 )
-            )
+                for process in jobs:
+                    if process.poll() is not None:
+                        raise RuntimeError(f"a benchmark job exited early; see {work}")
     finally:
-        os.killpg(stream.pid, signal.SIGTERM)
-        stream.wait(timeout=120)
-    spark = build_spark(bench_settings, "streamhouse-bench")
+        for process in jobs:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+        for process in jobs:
+            process.wait(timeout=180)
+    report("reading every row's latency from the change data feeds")
+    spark = build_spark(pipeline, "streamhouse-bench", work / "bench-spark.log")
     try:
-        for phase in phases:
-            measure_latencies(spark, bench_settings, phase)
-        plot(phases, spark, bench_settings, output.with_suffix(".png"))
+        save_latencies(spark, floor, pipeline, work / "latencies")
     finally:
         spark.stop()
-    # Every phase's records at once: a replay's fixed cost (planning, MERGEs,
-    # commits) is paid once per range, so a small range would understate it.
-    replays = {}
-    for source in REPLAY_SOURCES:
-        report(f"replaying every phase's records from {source}")
-        replays[source] = measure_replay(
-            bench_settings, source, phases[-1].ended_ms, work / "replay.log"
-        )
-    sustained = [p.rate_per_s for p in phases if p.sustained]
-    from producers.loadgen.bench import machine_info, timestamp
-
+    rows = load_latencies(work / "latencies")
+    cold, comparisons = analyse(rows, phases, started)
+    plot(rows, phases, started, output.with_suffix(".png"))
+    replays = []
+    for source in ("kafka", "bronze"):
+        report(f"replaying every phase's records from {source}, cold then warm")
+        last = max(p.ended_ms for p in phases if p.job == "pipeline")
+        replays.append(measure_replay(pipeline, source, last, work / "replay.log"))
+    sustained = [p.rate_per_s for p in phases if p.job == "pipeline" and p.sustained]
+    highest = max(sustained) if sustained else None
     result = StreamingBenchReport(
         command=command,
-        jobs=list(jobs) or ["bronze", "silver", "aggregates"],
         phases=phases,
-        highest_sustained_rate=max(sustained) if sustained else None,
-        replay_records=replays["kafka"][0],
-        replay_seconds=replays["kafka"][1],
-        replay_rate_per_s=_rate(*replays["kafka"]),
-        bronze_replay_records=replays["bronze"][0],
-        bronze_replay_seconds=replays["bronze"][1],
-        bronze_replay_rate_per_s=_rate(*replays["bronze"]),
+        comparisons=comparisons,
+        cold_start_s=cold,
+        highest_sustained_rate=highest,
+        replays=replays,
+        targets=targets(comparisons, cold, highest, replays),
+        latencies_dir=str(work / "latencies"),
         finished_at=timestamp(),
         machine=machine_info(),
     )
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(asdict(result), indent=2, default=str))
+    document = asdict(result)
+    for replay_doc, replay_result in zip(document["replays"], replays, strict=True):
+        replay_doc["cold_rate_per_s"] = replay_result.cold_rate_per_s
+        replay_doc["warm_rate_per_s"] = replay_result.warm_rate_per_s
+    output.write_text(json.dumps(document, indent=2, default=str))
     return result
 
 
-def _metrics_up(settings: Settings) -> bool:
-    rt = settings.runtime
-    try:
-        return httpx.get(
-            f"http://{rt.host}:{rt.ports.stream_metrics}/metrics", timeout=2
-        ).is_success
-    except httpx.HTTPError:
-        return False
+REPLAY_SOURCES = ("kafka", "bronze")
 
 
-def _rate(records: int, seconds: float) -> float:
-    return records / seconds if seconds else 0.0
+def replay_once(spark: SparkSession, settings: Settings, source: str, until_ms: int) -> int:
+    """Replay every phase's records from ``source`` into the side tables; the records replayed."""
+    if source == "kafka":
+        span = replay.KafkaRange(ending_timestamp_ms=until_ms)
+        return replay.replay_kafka(spark, settings, span)["records"]
+    return replay.replay_bronze(spark, settings, None, None)["bronze"]
+
+
+def _clear_side_tables(settings: Settings) -> None:
+    import shutil
+
+    for side in Path(settings.lake_uri).glob("*_replay"):
+        shutil.rmtree(side)
 
 
 def _replay_main(argv: list[str]) -> None:
-    """``python -m spark_jobs.benchmark {kafka|bronze} UNTIL_MS``: one timed replay, JSON out."""
+    """``python -m spark_jobs.benchmark {kafka|bronze} UNTIL_MS``: a cold and a warm replay."""
     from spark_jobs.session import build_spark
 
     source, until_ms = argv
@@ -394,10 +531,13 @@ def _replay_main(argv: list[str]) -> None:
         raise SystemExit(f"Replay source {source!r} is unknown: use kafka or bronze.")
     settings = Settings()
     spark = build_spark(settings, f"streamhouse-bench-replay-{source}")
+    seconds = []
     try:
-        began = time.monotonic()
-        records = replay_once(spark, settings, source, int(until_ms))
-        seconds = time.monotonic() - began
+        for _ in range(2):  # cold, then warm: the same work in the same JVM
+            _clear_side_tables(settings)
+            began = time.monotonic()
+            records = replay_once(spark, settings, source, int(until_ms))
+            seconds.append(time.monotonic() - began)
     finally:
         spark.stop()
     print(json.dumps({"records": records, "seconds": seconds}))

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-JOBS = ("bronze", "silver", "aggregates")
+#: One job per query: ingest (bronze + quarantine), the late-events copy, silver,
+#: the 1-minute windows and their 1-hour rollup. The stack runs the latency-critical
+#: ones (bronze, windows) in one driver and the rest in a second, lower-priority one.
+JOBS = ("bronze", "late", "silver", "windows", "rollup")
 #: A query that ran this long before failing starts its backoff afresh.
 HEALTHY_RUN_S = 300.0
 MAX_BACKOFF_S = 60
@@ -48,34 +51,49 @@ RESTARTS = Counter(
 QueryFactory = Callable[[], "StreamingQuery"]
 
 
+#: Jobs a ``stream run`` can be given; ``aggregates`` is both window jobs.
+JOB_ALIASES = {"aggregates": ("windows", "rollup")}
+
+
+def resolve_jobs(jobs: tuple[str, ...]) -> tuple[str, ...]:
+    """The jobs named (aliases expanded, order kept), or every job when none is named."""
+    if not jobs:
+        return JOBS
+    unknown = [j for j in jobs if j not in JOBS and j not in JOB_ALIASES]
+    if unknown:
+        choices = ", ".join((*JOBS, *JOB_ALIASES))
+        raise UserFacingError(f"Unknown job {', '.join(unknown)}: choose from {choices}.")
+    expanded = [part for job in jobs for part in JOB_ALIASES.get(job, (job,))]
+    return tuple(dict.fromkeys(expanded))
+
+
 def query_factories(
     spark: SparkSession, settings: Settings, jobs: tuple[str, ...], available_now: bool
 ) -> dict[str, QueryFactory]:
     """How to (re)start each query of ``jobs``, by query name."""
-    unknown = [j for j in jobs if j not in JOBS]
-    if unknown:
-        raise UserFacingError(f"Unknown job {', '.join(unknown)}: choose from {', '.join(JOBS)}.")
-    factories: dict[str, QueryFactory] = {}
-    if "bronze" in jobs:
-        factories[bronze_stream.QUERY_NAME] = lambda: bronze_stream.start(
-            spark, settings, available_now=available_now
-        )
-        # The late-events table belongs to ingest: it copies the rows ingest flagged.
-        factories[late_stream.QUERY_NAME] = lambda: late_stream.start(
-            spark, settings, available_now=available_now
-        )
-    if "silver" in jobs:
-        factories[silver_stream.QUERY_NAME] = lambda: silver_stream.start(
-            spark, settings, available_now=available_now
-        )
-    if "aggregates" in jobs:
-        factories[aggregates_stream.MINUTE_QUERY] = lambda: aggregates_stream.start_minute_windows(
-            spark, settings, available_now
-        )
-        factories[aggregates_stream.HOUR_QUERY] = lambda: aggregates_stream.start_hour_rollup(
-            spark, settings, available_now
-        )
-    return factories
+    starts: dict[str, tuple[str, QueryFactory]] = {
+        "bronze": (
+            bronze_stream.QUERY_NAME,
+            lambda: bronze_stream.start(spark, settings, available_now=available_now),
+        ),
+        "late": (
+            late_stream.QUERY_NAME,
+            lambda: late_stream.start(spark, settings, available_now=available_now),
+        ),
+        "silver": (
+            silver_stream.QUERY_NAME,
+            lambda: silver_stream.start(spark, settings, available_now=available_now),
+        ),
+        "windows": (
+            aggregates_stream.MINUTE_QUERY,
+            lambda: aggregates_stream.start_minute_windows(spark, settings, available_now),
+        ),
+        "rollup": (
+            aggregates_stream.HOUR_QUERY,
+            lambda: aggregates_stream.start_hour_rollup(spark, settings, available_now),
+        ),
+    }
+    return dict(starts[job] for job in resolve_jobs(jobs))
 
 
 def stall_threshold_s(settings: Settings, query_name: str) -> float:
@@ -174,9 +192,14 @@ def run(
     jobs: tuple[str, ...],
     stop: threading.Event,
     available_now: bool = False,
+    metrics_port: int | None = None,
 ) -> None:
-    """Start ``jobs`` and supervise them until they end (available-now) or ``stop`` is set."""
-    start_http_server(settings.runtime.ports.stream_metrics, addr=settings.runtime.host)
+    """Start ``jobs`` (all when empty) and supervise them until they end (available-now)
+    or ``stop`` is set; metrics on ``metrics_port`` (default: ``ports.stream_metrics``)."""
+    start_http_server(
+        metrics_port or settings.runtime.ports.stream_metrics, addr=settings.runtime.host
+    )
+    jobs = resolve_jobs(jobs)
     spark = build_spark(settings, f"streamhouse-{'-'.join(jobs)}")
     listener = PrometheusListener()
     spark.streams.addListener(listener)

@@ -223,21 +223,42 @@ def poll(
 def stream_run(
     jobs: Annotated[
         list[str] | None,
-        typer.Argument(help="Jobs to run: bronze (Kafka -> bronze, late), silver, aggregates."),
+        typer.Argument(
+            help="Jobs to run (default: all): bronze (Kafka -> bronze + quarantine), late, "
+            "silver, windows (1 minute), rollup (1 hour); aggregates = windows rollup."
+        ),
     ] = None,
     available_now: Annotated[
         bool, typer.Option("--available-now", help="Process what is there, then stop.")
     ] = False,
+    background: Annotated[
+        bool,
+        typer.Option(
+            "--background",
+            help="A lower-priority driver (spark.background_nice) with its own metrics port.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the streaming jobs in one Spark driver (default: all), exactly once into Delta."""
+    """Run streaming jobs in one Spark driver, exactly once into Delta."""
     from spark_jobs import streams
+    from streamhouse.runtime.process import lower_cpu_priority
 
     def action() -> None:
         settings = load_settings()
         _configure_logging()
         stop = threading.Event()
         _stop_on_signals(stop)
-        streams.run(settings, tuple(jobs or streams.JOBS), stop, available_now=available_now)
+        metrics_port = settings.runtime.ports.stream_metrics
+        if background:
+            metrics_port = settings.runtime.ports.stream_background_metrics
+            lower_cpu_priority(settings.spark.background_nice)
+        streams.run(
+            settings,
+            tuple(jobs or ()),
+            stop,
+            available_now=available_now,
+            metrics_port=metrics_port,
+        )
 
     guarded(action)
 

@@ -328,15 +328,13 @@ def bench_streaming(
         list[int] | None, typer.Option("--rate", help="Events/s of a phase (repeat the option).")
     ] = None,
     duration: Annotated[float, typer.Option(help="Seconds of each phase.", min=10)] = 120.0,
-    processes: Annotated[int, typer.Option(help="Load generator processes.", min=1)] = 2,
+    processes: Annotated[int, typer.Option(help="Load generator processes.", min=1)] = 1,
     output: Annotated[Path, typer.Option(help="Where to save the JSON (and PNG) report.")] = (
         PROJECT_ROOT / "benchmarks" / "results" / "streaming.json"
     ),
-    jobs: Annotated[
-        list[str] | None, typer.Option("--job", help="Streaming jobs to run (default: all).")
-    ] = None,
 ) -> None:
-    """Latency P50/P95/P99 to bronze and to the windows at fixed rates, lag, replay speed."""
+    """Latency P50/P95/P99 of the pipeline next to the bare Kafka -> Delta floor, cold start,
+    sustained rate, replay speed (cold and warm)."""
     from spark_jobs import benchmark
 
     def action() -> None:
@@ -347,7 +345,6 @@ def bench_streaming(
             "streamhouse bench streaming "
             + " ".join(f"--rate {r}" for r in chosen)
             + f" --duration {duration:g} --processes {processes}"
-            + "".join(f" --job {j}" for j in jobs or [])
         )
         result = benchmark.run_benchmark(
             settings,
@@ -357,33 +354,50 @@ def bench_streaming(
             output=output,
             report=console.print,
             command=command,
-            jobs=tuple(jobs or ()),
         )
         table = Table(
-            "events/s", "produced", "bronze P50/P95/P99 s", "windows P50/P95/P99 s",
-            "max lag", "end lag", "sustained", title="streaming benchmark",
+            "events/s", "floor P50/P95/P99 s", "bronze P50/P95/P99 s", "bronze/floor P95, P99",
+            "windows P50/P95/P99 s", "windows - floor P95", "sustained",
+            title="steady state, pipeline next to the floor (same run)",
         )  # fmt: skip
-        for phase in result.phases:
+        for c in result.comparisons:
             table.add_row(
-                str(phase.rate_per_s),
-                str(phase.produced),
-                _triple(phase.bronze_p50_ms, phase.bronze_p95_ms, phase.bronze_p99_ms),
-                _triple(phase.windows_p50_ms, phase.windows_p95_ms, phase.windows_p99_ms),
-                str(phase.max_lag_records),
-                str(phase.final_lag_records),
-                "yes" if phase.sustained else "no",
+                str(c.rate_per_s),
+                _triple(c.floor.p50_ms, c.floor.p95_ms, c.floor.p99_ms),
+                _triple(c.bronze.p50_ms, c.bronze.p95_ms, c.bronze.p99_ms),
+                f"{_x(c.bronze_p95_ratio)}, {_x(c.bronze_p99_ratio)}",
+                _triple(c.windows.p50_ms, c.windows.p95_ms, c.windows.p99_ms),
+                "-"
+                if c.windows_p95_over_floor_s is None
+                else f"+{c.windows_p95_over_floor_s:.2f} s",
+                "yes" if c.sustained else "no",
             )
         out.print(table)
+        cold = ", ".join(
+            f"{name} {'never settled' if s is None else f'{s:.0f} s'}"
+            for name, s in result.cold_start_s.items()
+        )
+        out.print(f"cold start until latency settles: {cold}")
+        for r in result.replays:
+            out.print(
+                f"replay from {r.source}: {r.records:,} records, cold {r.cold_seconds:.1f} s "
+                f"({r.cold_rate_per_s:,.0f}/s), warm {r.warm_seconds:.1f} s "
+                f"({r.warm_rate_per_s:,.0f}/s)"
+            )
+        out.print(f"highest sustained rate: {result.highest_sustained_rate} events/s")
+        for target, met in result.targets.items():
+            mark = "[green]met[/]" if met else "[red]not met[/]" if met is False else "-"
+            out.print(f"  {mark}  {target}")
         out.print(
-            f"highest sustained rate: {result.highest_sustained_rate} events/s; replay "
-            f"from Kafka: {result.replay_records} records in {result.replay_seconds:.1f} s = "
-            f"{result.replay_rate_per_s:,.0f} records/s; replay from bronze: "
-            f"{result.bronze_replay_records} records in {result.bronze_replay_seconds:.1f} s = "
-            f"{result.bronze_replay_rate_per_s:,.0f} records/s; report {output}, plot "
-            f"{output.with_suffix('.png')}"
+            f"report {output}, plot {output.with_suffix('.png')}, per-row latencies "
+            f"{result.latencies_dir}"
         )
 
     guarded(action)
+
+
+def _x(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}x"
 
 
 def _triple(p50: float | None, p95: float | None, p99: float | None) -> str:

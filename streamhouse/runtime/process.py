@@ -190,3 +190,20 @@ def _descendants(pid: int) -> list[int]:
         children.append(child)
         children.extend(_descendants(child))
     return children
+
+
+def lower_cpu_priority(nice: int) -> None:
+    """Give this process, and the children it starts, at most the CPU others leave idle.
+
+    Both the process's own niceness and, where Linux groups processes by
+    session (``sched_autogroup_enabled``, the default), its session's: every
+    service runs in a session of its own, and between sessions only the
+    group's niceness counts.
+    """
+    if nice <= 0:
+        return
+    os.setpriority(os.PRIO_PROCESS, 0, nice)
+    autogroup = Path("/proc/self/autogroup")
+    if autogroup.exists():
+        with contextlib.suppress(OSError):
+            autogroup.write_text(str(nice))
