@@ -12,10 +12,17 @@ if ! command -v java >/dev/null || [ "$(java_major)" -lt 17 ]; then
 fi
 command -v mvn >/dev/null || missing+=(maven)
 command -v prometheus >/dev/null || missing+=(prometheus)
+# Alerting and the batch jobs' metrics (monitoring/README.md).
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+# The dashboards' browser test drives Debian's Chromium through its matching driver;
+# no test tool downloads a browser of its own.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java $(java_major), maven, prometheus)"
+  echo "system packages: all present (java $(java_major), maven, prometheus, alertmanager, pushgateway, chromium)"
   exit 0
 fi
 
@@ -25,8 +32,9 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}; install them and run again." >&2; exit 1; }
   SUDO=sudo
 fi
-# Debian's prometheus package would start its own daemon on :9090 where a
-# service manager runs; the runtime starts its own, so keep the package's off.
+# Debian's prometheus, alertmanager and pushgateway packages would start their
+# own daemons (:9090, :9093, :9091) where a service manager runs; the runtime
+# starts its own, so keep the packages' off.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d
