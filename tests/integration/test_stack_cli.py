@@ -41,7 +41,10 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         assert f"{name} " in output and f" {port} " in output, output
     assert output.count("ready") == 8, output
     assert "stopped" not in output
-    assert f"dashboards: http://{running_stack.runtime.host}:{ports.prometheus}/consoles/index.html" in output
+    assert (
+        f"dashboards: http://{running_stack.runtime.host}:{ports.prometheus}/consoles/index.html"
+        in output
+    )
 
 
 def test_up_twice_reports_running_services(running_stack: Settings) -> None:
