@@ -16,9 +16,10 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 # The dashboards' browser test drives Debian's Chromium through its matching driver;
-# no test tool downloads a browser of its own.
-command -v chromium >/dev/null || missing+=(chromium)
-command -v chromedriver >/dev/null || missing+=(chromium-driver)
+# no test tool downloads a browser of its own. Another browser already set in the
+# settings (a CI image's Chrome and its driver) is used as it is.
+[ -x "${STREAMHOUSE_MONITORING__CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+[ -x "${STREAMHOUSE_MONITORING__CHROMEDRIVER_PATH:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then

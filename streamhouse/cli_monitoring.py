@@ -208,6 +208,8 @@ def screenshot(
             "rate_events_per_s": rate,
             "processes": processes,
             "warmup_s": warmup_s,
+            # The machine may be shared: its load says how much the figures mean.
+            "load_average_1_5_15m": [round(x, 2) for x in os.getloadavg()],
             "latency_s": figures,
             "panels": [
                 {"title": g.title, "has_data": g.has_data, "finite_samples": g.finite_samples}
