@@ -1,7 +1,10 @@
 """The dashboards as a person sees them: the embedded stack under load, in headless Chromium.
 
 The load generator writes change events at a steady rate while the stack's
-poller, streaming job and Prometheus run. The batch jobs' results (DAG runs,
+poller, streaming job and Prometheus run. The load goes to a topic and a lake
+of this module's own: the stack's streaming service is restarted on them for
+the module and restored afterwards, so the session's bronze keeps only what
+the other tests expect there. The batch jobs' results (DAG runs,
 validations, mart builds) come from producers that do not exist yet (issues
 12 and 13), so this test pushes results through the very library those jobs
 will call (``monitoring.batch_metrics``) to the real Pushgateway: their
@@ -33,6 +36,7 @@ from streamhouse.runtime import stack
 from .conftest import TEST_STATE_DIR
 
 LOAD_RATE = 300  # events/s: steady load that leaves the shared machine's cores to the stack
+LOAD_TOPIC = "dashboards.quake_changes"
 DATA_DEADLINE_S = 600
 SCREENSHOTS = TEST_STATE_DIR / "screenshots"
 
@@ -87,8 +91,20 @@ def loaded_stack(
     infra_stack: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Settings]:
     """Every service up, the load generator at LOAD_RATE events/s, batch results pushed."""
-    settings = infra_stack
-    stack.up(settings, report=print)
+    from producers.loadgen.runner import ensure_topic
+
+    stack.up(infra_stack, report=print)
+    settings = infra_stack.model_copy(
+        update={
+            "lake_root": str(tmp_path_factory.mktemp("dashboards-lake")),
+            "kafka": infra_stack.kafka.model_copy(update={"changes_topic": LOAD_TOPIC}),
+            # its own schema too: the stream registers its lake in the shared metastore
+            "catalog": infra_stack.catalog.model_copy(update={"lake_schema": "dashboards_lake"}),
+        }
+    )
+    ensure_topic(settings.kafka, LOAD_TOPIC)
+    stack.down(infra_stack, ["streaming"], report=print)
+    stack.up(settings, ["streaming"], report=print)
     _push_batch_results(settings)
     log = tmp_path_factory.mktemp("loadgen") / "loadgen.log"
     with log.open("w") as handle:
@@ -106,6 +122,8 @@ def loaded_stack(
     finally:
         loadgen.terminate()
         loadgen.wait(timeout=60)
+        stack.down(settings, ["streaming"], report=print)
+        stack.up(infra_stack, ["streaming"], report=print)
 
 
 def _missing(settings: Settings) -> list[str]:
