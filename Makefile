@@ -10,7 +10,7 @@ UV_VERSION := 0.13.8
 STAMP := $(VENV)/.installed
 
 .PHONY: install system-deps venv jars demo test lint unit integration stack-down clean \
-	bench-loadgen
+	bench-loadgen dashboards
 
 install: system-deps venv jars
 
@@ -56,6 +56,10 @@ test: install lint
 bench-loadgen: install
 	@$(BIN)/streamhouse stack up kafka registry
 	$(BIN)/streamhouse bench loadgen --runs 5 --duration 10 --processes 1 --processes 2
+
+# Grafana's dashboard JSON and the recording rules, from monitoring/dashboards/ (commit them).
+dashboards: venv
+	@$(BIN)/streamhouse dashboard generate
 
 stack-down: venv
 	@$(BIN)/streamhouse stack down

@@ -5,7 +5,7 @@ inside a batch (an unbounded wait, a hung sink) reports nothing. So a query
 whose last report is older than its stall threshold (its trigger interval
 plus ``spark.stall_after_s``) is stalled, whatever its process looks like.
 ``stack status`` and the streaming supervisor use this; the alert rule
-``StreamQueryStalled`` computes the same from the same two metrics.
+``StreamingQueryStalled`` computes the same from the same two metrics.
 """
 
 from __future__ import annotations
