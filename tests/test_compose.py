@@ -34,7 +34,13 @@ PROMETHEUS_COMPOSE_CONFIG = REPO_ROOT / "monitoring" / "prometheus.compose.yml"
 GRAFANA_DIR = REPO_ROOT / "monitoring" / "grafana"
 
 # The project's own processes, which the embedded runtime starts next to its services.
-PROJECT_PROCESSES = ("simulator", "poller", "streaming", "alertmanager-config")
+PROJECT_PROCESSES = (
+    "simulator",
+    "poller",
+    "streaming",
+    "streaming-background",
+    "alertmanager-config",
+)
 
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
 ENV_DELIMITER = str(Settings.model_config.get("env_nested_delimiter", ""))

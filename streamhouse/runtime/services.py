@@ -28,7 +28,14 @@ from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use
 
 INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus", "alertmanager", "pushgateway")
-PLATFORM_SERVICES = ("simulator", "poller", "streaming")
+PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background")
+#: The stream's queries split over two drivers: the latency-critical path (ingest
+#: to bronze, the minute windows) alone in one, so the MERGEs of silver, the hour
+#: rollup and late events (a second driver at a lower CPU priority) never stall it.
+STREAM_DRIVERS = {
+    "streaming": ("bronze", "windows"),
+    "streaming-background": ("late", "silver", "rollup"),
+}
 SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES
 
 MONITORING_DIR = PROJECT_ROOT / "monitoring"
@@ -307,7 +314,11 @@ def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
         "prometheus": [f"{rt.host}:{rt.ports.prometheus}"],
         "alertmanager": [f"{rt.host}:{rt.ports.alertmanager}"],
         "poller": [f"{rt.host}:{rt.ports.poller_metrics}"],
-        "streaming": [f"{rt.host}:{rt.ports.stream_metrics}"],
+        # Both drivers under one job: rules and panels sum over its instances.
+        "streaming": [
+            f"{rt.host}:{rt.ports.stream_metrics}",
+            f"{rt.host}:{rt.ports.stream_background_metrics}",
+        ],
         "loadgen": [f"{rt.host}:{loadgen_port}"] if loadgen_port else [],
         "pushgateway": [f"{rt.host}:{rt.ports.pushgateway}"],
     }
@@ -403,6 +414,8 @@ def _postgres(settings: Settings) -> ServiceSpec:
         stop_signal=signal.SIGINT,
     )
     return spec
+
+
 def _alertmanager(settings: Settings) -> ServiceSpec:
     rt = settings.runtime
     base = f"http://{rt.host}:{rt.ports.alertmanager}"
@@ -501,30 +514,33 @@ def _simulator(settings: Settings) -> ServiceSpec:
     return spec
 
 
-def _streaming(settings: Settings) -> ServiceSpec:
-    spec = _python_service(
-        settings,
-        "streaming",
-        settings.runtime.ports.stream_metrics,
-        # The streaming job registers the lake's tables in the metastore.
+def _streaming(settings: Settings, name: str) -> ServiceSpec:
+    background = name == "streaming-background"
+    ports = settings.runtime.ports
+    port = ports.stream_background_metrics if background else ports.stream_metrics
+    # The streaming jobs register the lake's tables in the metastore.
+    needs = (
         ("postgres", "kafka", "registry")
         if settings.catalog.kind == "hive"
-        else ("kafka", "registry"),
-        ["streamhouse.cli", "stream", "run"],
-        secrets=True,
+        else ("kafka", "registry")
     )
+    command = ["streamhouse.cli", "stream", "run", *STREAM_DRIVERS[name]]
+    if background:
+        # It reads bronze, which the first driver creates and fills.
+        needs, command = (*needs, "streaming"), [*command, "--background"]
+    spec = _python_service(settings, name, port, needs, command, secrets=True)
     spec.resolve = lambda: resolve_spark_jars(settings)
-    spec.detail = lambda: streaming_liveness(settings)
+    spec.detail = lambda: streaming_liveness(settings, port)
     return spec
 
 
-def streaming_liveness(settings: Settings) -> tuple[str, bool]:
-    """(one line, stalled?) about the streaming job's queries, from its liveness metrics."""
+def streaming_liveness(settings: Settings, port: int) -> tuple[str, bool]:
+    """(one line, stalled?) about a streaming driver's queries, from its liveness metrics."""
     import time
 
     from monitoring.liveness import describe, liveness_from_metrics
 
-    url = f"http://{settings.runtime.host}:{settings.runtime.ports.stream_metrics}/metrics"
+    url = f"http://{settings.runtime.host}:{port}/metrics"
     try:
         text = httpx.get(url, timeout=2.0).text
     except httpx.HTTPError:
@@ -552,6 +568,7 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
             ["streamhouse.cli", "poll"],
             secrets=True,
         ),
-        _streaming(settings),
+        _streaming(settings, "streaming"),
+        _streaming(settings, "streaming-background"),
     ]
     return {spec.name: spec for spec in specs}

@@ -51,6 +51,7 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "prometheus": 9090 + OFFSET,
         "poller_metrics": 9401 + OFFSET,
         "stream_metrics": 9402 + OFFSET,
+        "stream_background_metrics": 9404 + OFFSET,
         "postgres": 5432 + OFFSET,
         "alertmanager": 9095 + OFFSET,
         "pushgateway": 9091 + OFFSET,
@@ -125,7 +126,9 @@ def quiet_stack(infra_stack: Settings) -> Settings:
     For tests that run their own streaming job, so the stack's idle one does
     not compete for the machine's two cores.
     """
-    stack.down(infra_stack, ["streaming", "poller", "simulator"], report=print)
+    stack.down(
+        infra_stack, ["streaming-background", "streaming", "poller", "simulator"], report=print
+    )
     return infra_stack
 
 

@@ -37,6 +37,7 @@ from .conftest import TEST_STATE_DIR
 
 LOAD_RATE = 300  # events/s: steady load that leaves the shared machine's cores to the stack
 LOAD_TOPIC = "dashboards.quake_changes"
+STREAM_DRIVERS = ["streaming", "streaming-background"]
 DATA_DEADLINE_S = 600
 SCREENSHOTS = TEST_STATE_DIR / "screenshots"
 
@@ -103,8 +104,8 @@ def loaded_stack(
         }
     )
     ensure_topic(settings.kafka, LOAD_TOPIC)
-    stack.down(infra_stack, ["streaming"], report=print)
-    stack.up(settings, ["streaming"], report=print)
+    stack.down(infra_stack, STREAM_DRIVERS, report=print)
+    stack.up(settings, STREAM_DRIVERS, report=print)
     _push_batch_results(settings)
     log = tmp_path_factory.mktemp("loadgen") / "loadgen.log"
     with log.open("w") as handle:
@@ -122,8 +123,8 @@ def loaded_stack(
     finally:
         loadgen.terminate()
         loadgen.wait(timeout=60)
-        stack.down(settings, ["streaming"], report=print)
-        stack.up(infra_stack, ["streaming"], report=print)
+        stack.down(settings, STREAM_DRIVERS, report=print)
+        stack.up(infra_stack, STREAM_DRIVERS, report=print)
 
 
 def _missing(settings: Settings) -> list[str]:

@@ -161,3 +161,21 @@ def test_one_checkpoint_per_sink_under_a_configurable_root() -> None:
     )
     moved = Settings(lake_root="s3a://lake/sh", checkpoint_root="s3a://cp/")
     assert moved.checkpoint_dir("aggregates", "w1m") == "s3a://cp/aggregates/w1m"
+
+
+def test_the_two_streaming_drivers_run_every_query_once() -> None:
+    """Ingest and the minute windows alone in one driver; the MERGE-heavy rest in the other."""
+    from spark_jobs.streams import JOBS
+    from streamhouse.runtime.services import STREAM_DRIVERS
+
+    assigned = [job for jobs in STREAM_DRIVERS.values() for job in jobs]
+    assert sorted(assigned) == sorted(JOBS)
+    specs = build_services(Settings())
+    foreground = specs["streaming"].prepare(process.ServicePaths.__new__(process.ServicePaths))
+    background = specs["streaming-background"].prepare(
+        process.ServicePaths.__new__(process.ServicePaths)
+    )
+    assert foreground[-3:] == ["run", "bronze", "windows"]
+    assert background[-5:] == ["run", "late", "silver", "rollup", "--background"]
+    assert "streaming" in specs["streaming-background"].depends_on
+    assert set(STREAM_DRIVERS["streaming"]) == {"bronze", "windows"}
