@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
+from rich.table import Column, Table
 
 from core.errors import UserFacingError
 from core.settings import Settings
@@ -81,10 +81,13 @@ def stack_down(
 def stack_status() -> None:
     """Each service with its pid, port, health and memory."""
     from streamhouse.runtime import stack
+    from streamhouse.runtime.services import SERVICE_NAMES
 
     def action() -> None:
         rows = stack.status(load_settings())
-        table = Table("service", "pid", "port", "health", "memory", "log", "detail")
+        # The service name is what a user types next (`stack logs <name>`): never cut it.
+        service = Column("service", no_wrap=True, min_width=len(max(SERVICE_NAMES, key=len)))
+        table = Table(service, "pid", "port", "health", "memory", "log", "detail")
         for row in rows:
             health = (
                 "[green]ready[/]"
