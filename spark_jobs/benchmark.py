@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 # Lag (in seconds of input) at the end of a phase above which the rate is not sustained.
 SUSTAINED_LAG_S = 10.0
+STOP_TIMEOUT_S = 120.0
 #: The pipeline's two drivers, as the stack runs them.
 CRITICAL_JOBS = ("bronze", "windows")
 BACKGROUND_JOBS = ("late", "silver", "rollup")
@@ -149,6 +150,21 @@ def _rows_written(settings: Settings) -> int:
             if sample.name.endswith("_total") and sample.labels.get("sink") == "bronze"
         )
     )
+
+
+def _wait_or_kill(process: subprocess.Popen[bytes], report: Callable[[str], None]) -> None:
+    """Wait for a job's clean stop; past STOP_TIMEOUT_S end its session with SIGKILL.
+
+    A driver starved of CPU (the background one is niced) can take minutes to
+    stop, or hang when the signal came while its SparkContext was starting.
+    The figures come from committed Delta versions, so a hard stop loses none.
+    """
+    try:
+        process.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        report(f"  a job (pid {process.pid}) did not stop in {STOP_TIMEOUT_S:.0f} s: killed")
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=60)
 
 
 def _topic_size(settings: Settings) -> int:
@@ -466,7 +482,7 @@ def run_benchmark(
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)
         for process in jobs:
-            process.wait(timeout=180)
+            _wait_or_kill(process, report)
     report("reading every row's latency from the change data feeds")
     spark = build_spark(pipeline, "streamhouse-bench", work / "bench-spark.log")
     try:
