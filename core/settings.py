@@ -232,10 +232,12 @@ class SparkSettings(BaseModel):
         "unbounded.",
     )
     background_nice: int = Field(
-        # Not 19: at 19 (weight 15 against 1024) a busy machine starves the driver
-        # for minutes (silver never appeared in 5 minutes with 3 stacks on 2 cores);
-        # 10 (weight 110) still leaves the latency-critical driver ~90 % of a core.
-        10,
+        # 0 by default: on a shared, busy machine (load 20 on 2 cores) a driver at
+        # nice 19, and still at 10, missed its executor heartbeats for minutes and
+        # fell into local mode's broken re-registration (BlockManagerId NPE): it
+        # never wrote again. The split into two drivers alone already keeps the
+        # MERGEs off the ingest driver's task slots; raise this where cores are spare.
+        0,
         ge=0,
         le=19,
         description="CPU niceness of a `stream run --background` driver (silver, the hour "
