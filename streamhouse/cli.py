@@ -22,6 +22,7 @@ from core.errors import UserFacingError
 from core.settings import Settings
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
+from streamhouse.cli_marts import app as marts_app
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -36,6 +37,7 @@ stream_app = typer.Typer(help="Spark Structured Streaming jobs.", no_args_is_hel
 app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 app.add_typer(load_app)  # `loadgen` and `bench loadgen`
+app.add_typer(marts_app, name="marts")
 
 
 @stack_app.command("up")

@@ -1,0 +1,50 @@
+-- One row per network and UTC day of event time, from the 1-minute windows:
+-- events, magnitude figures and distinct quakes (a union of the minutes' HLL
+-- sketches, so a day's distinct count is exact in its method, not a sum).
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge',
+        unique_key=['activity_date', 'network_code'],
+        incremental_predicates=[
+            "DBT_INTERNAL_DEST.activity_date >= " ~ lookback_start(),
+            "DBT_INTERNAL_DEST.activity_date < " ~ interval_end(),
+        ],
+    )
+}}
+
+with minutes as (
+    select * from {{ ref('stg_lake__quake_windows_1m') }}
+    {% if is_incremental() %}
+        where {{ in_interval('window_date') }}
+    {% endif %}
+),
+
+daily as (
+    select
+        window_date as activity_date,
+        network_code,
+        sum(event_count) as event_count,
+        sum(magnitude_count) as magnitude_count,
+        sum(magnitude_sum) as magnitude_sum,
+        max(magnitude_max) as magnitude_max,
+        hll_sketch_estimate(hll_union_agg(entity_sketch)) as distinct_quakes,
+        count(*) as active_minutes
+    from minutes
+    group by window_date, network_code
+),
+
+final as (
+    select
+        activity_date,
+        network_code,
+        event_count,
+        magnitude_count,
+        magnitude_max,
+        magnitude_sum / nullif(magnitude_count, 0) as magnitude_mean,
+        distinct_quakes,
+        active_minutes
+    from daily
+)
+
+select * from final

@@ -1,0 +1,158 @@
+"""Run dbt commands in this process, on the platform's SparkSession, with progress.
+
+The SparkSession is built first with ``build_spark`` (jars, the shared
+metastore, the warehouse), so dbt-spark's session method, whose
+``SparkSession.builder.getOrCreate()`` returns the active session, runs every
+model in it. dbt's events drive a progress bar; a failure becomes one
+sentence naming the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.errors import UserFacingError
+from core.settings import Settings
+from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES
+from marts.profiles import DBT_PROJECT_DIR, dbt_env, dbt_path_flags
+from spark_jobs.catalog import qualified_name, register_lake_tables
+from spark_jobs.session import build_spark
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: The lake tables the marts read (dbt's sources).
+SOURCE_TABLES = (BRONZE_QUAKE_CHANGES, SILVER_QUAKES, QUAKE_WINDOWS_1M, QUAKE_WINDOWS_1H)
+
+# dbtRunner keeps global state: two invocations at once in one process corrupt it.
+_DBT_LOCK = threading.Lock()
+
+
+@dataclass
+class NodeResult:
+    """What one dbt node (model, seed, test, unit test) ended with."""
+
+    name: str
+    resource_type: str
+    status: str
+    message: str
+    seconds: float
+
+
+@dataclass
+class DbtRun:
+    """The outcome of one dbt command."""
+
+    command: list[str]
+    success: bool
+    nodes: list[NodeResult] = field(default_factory=list)
+
+    @property
+    def failures(self) -> list[NodeResult]:
+        return [n for n in self.nodes if n.status in ("error", "fail", "runtime error")]
+
+
+Progress = Callable[[str, str], None]  # (event, node name)
+
+
+def marts_spark(settings: Settings) -> SparkSession:
+    """The session dbt runs in; the lake's tables registered, the marts' sources checked."""
+    spark = build_spark(settings, "streamhouse-marts")
+    registered = register_lake_tables(spark, settings)
+    missing = [
+        qualified_name(settings, t)
+        for t in SOURCE_TABLES
+        if not registered.get(qualified_name(settings, t))
+    ]
+    if missing:
+        raise UserFacingError(
+            f"The marts read {', '.join(missing)}, which does not exist yet at "
+            f"{SOURCE_TABLES[0].path(settings.lake_uri).rsplit('/', 2)[0]}: run the "
+            "streaming job first (`streamhouse stack up streaming`, or "
+            "`streamhouse stream run --available-now`)."
+        )
+    return spark
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    # dbt reads env_var() from the process environment: set for the call, restored after.
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def run_dbt(
+    settings: Settings,
+    args: list[str],
+    dbt_vars: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> DbtRun:
+    """Run ``dbt <args>`` on the project in ``dbt/``; the nodes' results.
+
+    The caller builds the SparkSession (``marts_spark``) first.
+    """
+    from dbt.cli.main import dbtRunner
+
+    command = [
+        *args,
+        "--project-dir",
+        str(DBT_PROJECT_DIR),
+        "--profiles-dir",
+        str(DBT_PROJECT_DIR),
+        *dbt_path_flags(settings),
+    ]
+    if dbt_vars:
+        command += ["--vars", json.dumps(dbt_vars)]
+
+    def on_event(event: Any) -> None:
+        name = event.info.name
+        if progress is None or name not in ("NodeStart", "NodeFinished"):
+            return
+        node = event.data.node_info
+        progress(name, f"{node.resource_type} {node.node_name}")
+
+    with _DBT_LOCK, _environment(dbt_env(settings)):
+        result = dbtRunner(callbacks=[on_event]).invoke(command)
+    run = DbtRun(command, bool(result.success))
+    if result.exception is not None:
+        raise UserFacingError(
+            f"dbt {' '.join(args)} could not run: {str(result.exception).splitlines()[0]}"
+        )
+    for item in getattr(result.result, "results", None) or []:
+        node = getattr(item, "node", None)
+        run.nodes.append(
+            NodeResult(
+                name=getattr(node, "name", "?"),
+                resource_type=str(getattr(node, "resource_type", "?")),
+                status=str(item.status),
+                message=str(item.message or ""),
+                seconds=float(item.execution_time or 0.0),
+            )
+        )
+    return run
+
+
+def require_success(run: DbtRun) -> None:
+    """A one-sentence error naming the failed nodes, when there are any."""
+    if run.success:
+        return
+    failed = run.failures
+    if failed:
+        first = failed[0].message.strip().splitlines()[0] if failed[0].message else ""
+        names = ", ".join(f"{n.resource_type} {n.name}" for n in failed)
+        raise UserFacingError(f"dbt failed on {names} ({first[:300]}); see the log above.")
+    raise UserFacingError("dbt failed; see its log above.")
