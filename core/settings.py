@@ -257,6 +257,9 @@ class ServicePorts(BaseModel):
     poller_metrics: int = 9401
     stream_metrics: int = 9402
     postgres: int = 5432
+    # 9093 is Kafka's controller, so Alertmanager moves off its usual port.
+    alertmanager: int = 9095
+    pushgateway: int = 9091
 
 
 class RuntimeSettings(BaseModel):
@@ -274,6 +277,12 @@ class RuntimeSettings(BaseModel):
     java_home: Path | None = Field(None, description="JDK to run services with; default: PATH.")
     maven_cmd: str = "mvn"
     prometheus_cmd: str = "prometheus"
+    alertmanager_cmd: str = Field(
+        "prometheus-alertmanager", description="Alertmanager binary (Debian's package name)."
+    )
+    pushgateway_cmd: str = Field(
+        "prometheus-pushgateway", description="Pushgateway binary (Debian's package name)."
+    )
     min_java_version: int = 17
 
 
@@ -469,6 +478,70 @@ class LoadGenSettings(BaseModel):
     flush_timeout_s: float = Field(60.0, gt=0, description="Wait for acknowledgements at the end.")
 
 
+class MonitoringSettings(BaseModel):
+    """Where metrics go beyond scraping, and what draws the dashboards.
+
+    Batch jobs (Airflow tasks, Great Expectations, dbt) push their last result
+    to a Prometheus Pushgateway (``monitoring/batch_metrics.py``); the
+    embedded runtime runs one, compose another.
+    """
+
+    pushgateway_url: str | None = Field(
+        None,
+        description="Base URL of the Pushgateway batch jobs push to; default: the embedded "
+        "runtime's (runtime.host, runtime.ports.pushgateway).",
+    )
+    prometheus_url: str | None = Field(
+        None,
+        description="Base URL of the Prometheus that serves the console dashboards; default: "
+        "the embedded runtime's.",
+    )
+    chromium_path: Path = Field(
+        Path("/usr/bin/chromium"),
+        description="Headless browser that draws the console pages (screenshots, browser test).",
+    )
+    chromedriver_path: Path = Field(
+        Path("/usr/bin/chromedriver"), description="The WebDriver of that same browser build."
+    )
+
+
+class AlertingSettings(BaseModel):
+    """Where alerts reach people: a Slack-compatible webhook and SMTP.
+
+    One section for every sender: Alertmanager (the Prometheus alert rules)
+    and the batch jobs' own notifiers. Nothing is sent to a host outside these
+    settings; unset, a channel is off.
+    """
+
+    webhook_url: SecretStr | None = Field(
+        None,
+        description="Slack-compatible incoming webhook (its token is in the URL: a secret).",
+    )
+    smtp_host: str | None = Field(None, description="SMTP server; unset = no e-mail.")
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_starttls: bool = Field(
+        True, description="Require STARTTLS (turn off only for a loopback or trusted relay)."
+    )
+    smtp_from: str = Field("streamhouse@localhost", description="Sender address.")
+    smtp_to: str | None = Field(None, description="Recipients, comma-separated.")
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    group_wait_s: float = Field(
+        30.0, gt=0, description="How long Alertmanager gathers alerts of a group before it sends."
+    )
+    group_interval_s: float = Field(
+        300.0, gt=0, description="Wait before sending a group's new alerts after a first send."
+    )
+    repeat_interval_s: float = Field(
+        4 * 3600.0, gt=0, description="Resend a still-firing group after this long."
+    )
+
+    @property
+    def email_enabled(self) -> bool:
+        """True when an SMTP server and at least one recipient are set."""
+        return bool(self.smtp_host and self.smtp_to)
+
+
 class Settings(BaseSettings):
     """All settings of the platform, from ``STREAMHOUSE_*`` environment variables."""
 
@@ -502,6 +575,8 @@ class Settings(BaseSettings):
     loadgen: LoadGenSettings = LoadGenSettings()
     postgres: PostgresSettings = PostgresSettings()
     catalog: CatalogSettings = CatalogSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
+    alerting: AlertingSettings = AlertingSettings()
 
     @field_validator("state_dir")
     @classmethod
@@ -530,6 +605,18 @@ class Settings(BaseSettings):
     def jars_dir(self) -> Path:
         """Directory of resolved jars."""
         return self.jar_cache.expanduser().resolve()
+
+    @property
+    def pushgateway_url(self) -> str:
+        """The Pushgateway batch jobs push their results to."""
+        rt = self.runtime
+        return self.monitoring.pushgateway_url or f"http://{rt.host}:{rt.ports.pushgateway}"
+
+    @property
+    def prometheus_url(self) -> str:
+        """The Prometheus that scrapes the platform and serves the console dashboards."""
+        rt = self.runtime
+        return self.monitoring.prometheus_url or f"http://{rt.host}:{rt.ports.prometheus}"
 
     def trigger_for(self, query_name: str) -> str:
         """The trigger interval of the streaming query ``query_name``."""
@@ -586,7 +673,16 @@ def settings_env(settings: Settings, *, secrets: bool = False) -> dict[str, str]
     """
     import os
 
-    env = {k: v for k, v in os.environ.items() if secrets or not _is_secret_variable(k)}
+    # A secret set in the parent's environment (a webhook URL carries its token)
+    # is dropped too unless asked for: the variables of every SecretStr field.
+    secret_names = settings_variables(settings, secrets=True).keys() - settings_variables(
+        settings
+    ).keys()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if secrets or not (_is_secret_variable(k) or k in secret_names)
+    }
     env.update(settings_variables(settings, secrets=secrets))
     return env
 

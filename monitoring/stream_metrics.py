@@ -189,6 +189,16 @@ class BulkHistogram:
                 counts[i] += value
             self._series[label] = (counts, old_sum + sum_s)
 
+    def declare(self, label: str) -> None:
+        """Expose ``label``'s series at zero before its first observation.
+
+        A counter that appears with its first value has no earlier sample to
+        rate against, so a sink that commits rarely (silver, every 2 minutes)
+        would show no latency until its second commit.
+        """
+        with self._lock:
+            self._series.setdefault(label, ([0] * (len(self.buckets) + 1), 0.0))
+
     def collect(self) -> Iterator[HistogramMetricFamily]:
         """The histogram, as Prometheus reads it."""
         family = HistogramMetricFamily(self.name, self.documentation, labels=["sink"])

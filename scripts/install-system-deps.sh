@@ -15,10 +15,17 @@ command -v prometheus >/dev/null || missing+=(prometheus)
 # The catalog's server (Hive metastore, Airflow's metadata): Debian's PostgreSQL 15,
 # run by the stack from /usr/lib/postgresql/15/bin (settings: postgres.bin_dir).
 [ -x /usr/lib/postgresql/15/bin/postgres ] || missing+=(postgresql-15)
+# Alerting and the batch jobs' metrics (monitoring/README.md).
+command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanager)
+command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
+# The dashboards' browser test drives Debian's Chromium through its matching driver;
+# no test tool downloads a browser of its own.
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15)"
+  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15, alertmanager, pushgateway, chromium)"
   exit 0
 fi
 
@@ -28,9 +35,9 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}; install them and run again." >&2; exit 1; }
   SUDO=sudo
 fi
-# Debian's prometheus and postgresql packages would start their own daemons
-# (:9090, :5432) where a service manager runs; the runtime starts its own, so
-# keep the packages' off.
+# Debian's prometheus, postgresql, alertmanager and pushgateway packages would
+# start their own daemons (:9090, :5432, :9093, :9091) where a service manager
+# runs; the runtime starts its own, so keep the packages' off.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
   $SUDO chmod +x /usr/sbin/policy-rc.d

@@ -23,6 +23,7 @@ from core.settings import Settings
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
 from streamhouse.cli_marts import app as marts_app
+from streamhouse.cli_monitoring import alerting_app, console_url, dashboard_app
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,6 +39,8 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 app.add_typer(load_app)  # `loadgen` and `bench loadgen`
 app.add_typer(marts_app, name="marts")
+app.add_typer(dashboard_app, name="dashboard")
+app.add_typer(alerting_app, name="alerting")
 
 
 @stack_app.command("up")
@@ -96,6 +99,14 @@ def stack_status() -> None:
         out.print(table)
         total = sum(r.rss_bytes for r in rows)
         out.print(f"total resident memory: {total / 2**20:.0f} MiB")
+        settings = load_settings()
+        prometheus_up = any(row.name == "prometheus" and row.healthy for row in rows)
+        out.print(
+            f"dashboards: {console_url(settings)}"
+            + ("" if prometheus_up else " (Prometheus is not running)"),
+            markup=False,
+            highlight=False,
+        )
 
     guarded(action)
 

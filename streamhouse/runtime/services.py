@@ -3,7 +3,8 @@
 A ``ServiceSpec`` is pure description built from the settings; ``stack``
 does the starting and stopping. Infrastructure services run from jars
 resolved from Maven Central (Kafka, Apicurio Registry) or from Debian's
-package (Prometheus); the platform's own processes run from this virtualenv.
+packages (Prometheus, Alertmanager, Pushgateway); the platform's own processes
+run from this virtualenv.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from streamhouse.runtime.java import check_java
 from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use
 
-INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus")
+INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus", "alertmanager", "pushgateway")
 PLATFORM_SERVICES = ("simulator", "poller", "streaming")
 SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES
 
@@ -301,11 +302,36 @@ def _find_registry_runner(bundle: Path) -> Path:
 def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
     """Scrape targets per job, for Prometheus' file service discovery."""
     rt = settings.runtime
+    loadgen_port = settings.loadgen.metrics_port
     return {
         "prometheus": [f"{rt.host}:{rt.ports.prometheus}"],
+        "alertmanager": [f"{rt.host}:{rt.ports.alertmanager}"],
         "poller": [f"{rt.host}:{rt.ports.poller_metrics}"],
         "streaming": [f"{rt.host}:{rt.ports.stream_metrics}"],
+        "loadgen": [f"{rt.host}:{loadgen_port}"] if loadgen_port else [],
+        "pushgateway": [f"{rt.host}:{rt.ports.pushgateway}"],
     }
+
+
+def console_links(settings: Settings) -> dict[str, str]:
+    """Where the console pages' overview links to: the other monitoring services."""
+    rt = settings.runtime
+    return {
+        "Prometheus alerts": f"{settings.prometheus_url}/alerts",
+        "Prometheus targets": f"{settings.prometheus_url}/targets",
+        "Alertmanager": f"http://{rt.host}:{rt.ports.alertmanager}/",
+        "Pushgateway (batch jobs' last results)": settings.pushgateway_url + "/",
+    }
+
+
+def _binary(command: str, package: str) -> str:
+    binary = shutil.which(command)
+    if binary is None:
+        raise UserFacingError(
+            f"{command} is not installed: run `make install` (it installs Debian's {package} "
+            "package)."
+        )
+    return binary
 
 
 def _prometheus(settings: Settings) -> ServiceSpec:
@@ -313,26 +339,33 @@ def _prometheus(settings: Settings) -> ServiceSpec:
     base = f"http://{rt.host}:{rt.ports.prometheus}"
 
     def prepare(paths: ServicePaths) -> list[str]:
-        binary = shutil.which(rt.prometheus_cmd)
-        if binary is None:
-            raise UserFacingError(
-                f"Prometheus ('{rt.prometheus_cmd}') is not installed: run `make install` "
-                "(it installs Debian's prometheus package)."
-            )
+        from monitoring.dashboards import consoles
+        from monitoring.dashboards.definitions import DASHBOARDS
+
+        binary = _binary(rt.prometheus_cmd, "prometheus")
         config_dir = paths.root / "config"
         shutil.rmtree(config_dir, ignore_errors=True)
-        shutil.copytree(MONITORING_DIR / "prometheus", config_dir)
+        shutil.copytree(
+            MONITORING_DIR / "prometheus", config_dir, ignore=shutil.ignore_patterns("tests")
+        )
         targets = config_dir / "targets"
         targets.mkdir(exist_ok=True)
         for job, addresses in prometheus_targets(settings).items():
-            (targets / f"{job}.json").write_text(
-                json.dumps([{"targets": addresses, "labels": {"job": job}}], indent=2)
-            )
+            groups = [{"targets": addresses, "labels": {"job": job}}] if addresses else []
+            (targets / f"{job}.json").write_text(json.dumps(groups, indent=2))
+        # The console pages are generated from the dashboards' definitions at
+        # every start, so they never drift from compose's Grafana JSON.
+        for dashboard in DASHBOARDS:
+            consoles.write(dashboard, config_dir / "consoles", console_links(settings))
         return [
             binary,
             f"--config.file={config_dir / 'prometheus.yml'}",
             f"--storage.tsdb.path={paths.data}",
             f"--web.listen-address={rt.host}:{rt.ports.prometheus}",
+            # $externalURL of the alerts' dashboard links, and the consoles' own links.
+            f"--web.external-url=http://{rt.host}:{rt.ports.prometheus}",
+            f"--web.console.templates={config_dir / 'consoles'}",
+            f"--web.console.libraries={config_dir / 'console_libraries'}",
             "--storage.tsdb.retention.time=7d",
         ]
 
@@ -370,6 +403,51 @@ def _postgres(settings: Settings) -> ServiceSpec:
         stop_signal=signal.SIGINT,
     )
     return spec
+
+
+def _alertmanager(settings: Settings) -> ServiceSpec:
+    rt = settings.runtime
+    base = f"http://{rt.host}:{rt.ports.alertmanager}"
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        from monitoring.alerting import write_config
+
+        binary = _binary(rt.alertmanager_cmd, "prometheus-alertmanager")
+        config = write_config(settings.alerting, paths.root / "config")
+        return [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={paths.data}",
+            f"--web.listen-address={rt.host}:{rt.ports.alertmanager}",
+            f"--web.external-url={base}",
+            # One node: an empty address turns gossip (and its port 9094) off.
+            "--cluster.listen-address=",
+        ]
+
+    def ready() -> bool:
+        return _http_ok(f"{base}/-/ready")
+
+    return ServiceSpec("alertmanager", rt.ports.alertmanager, (), prepare, ready)
+
+
+def _pushgateway(settings: Settings) -> ServiceSpec:
+    rt = settings.runtime
+    base = f"http://{rt.host}:{rt.ports.pushgateway}"
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        binary = _binary(rt.pushgateway_cmd, "prometheus-pushgateway")
+        return [
+            binary,
+            f"--web.listen-address={rt.host}:{rt.ports.pushgateway}",
+            # The last results survive a restart of the gateway.
+            f"--persistence.file={paths.data / 'metrics'}",
+            "--persistence.interval=30s",
+        ]
+
+    def ready() -> bool:
+        return _http_ok(f"{base}/-/ready")
+
+    return ServiceSpec("pushgateway", rt.ports.pushgateway, (), prepare, ready)
 
 
 def _python_service(
@@ -465,6 +543,8 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
         _kafka(settings),
         _registry(settings),
         _prometheus(settings),
+        _alertmanager(settings),
+        _pushgateway(settings),
         _simulator(settings),
         _python_service(
             settings,

@@ -27,6 +27,10 @@ from streamhouse.runtime.services import ensure_topics
 TEST_STATE_DIR = Path(os.environ.get("STREAMHOUSE_TEST_STATE_DIR", PROJECT_ROOT / ".state-test"))
 FIXTURES = PROJECT_ROOT / "tests" / "data" / "usgs"
 OFFSET = int(os.environ.get("STREAMHOUSE_TEST_PORT_OFFSET", "10000"))
+LOADGEN_METRICS_PORT = 9403 + OFFSET
+# Loopback receivers of the alerts (test_alerting.py): a Slack-compatible webhook, SMTP.
+WEBHOOK_PORT = 9096 + OFFSET
+SMTP_PORT = 2525 + OFFSET
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -48,6 +52,8 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "poller_metrics": 9401 + OFFSET,
         "stream_metrics": 9402 + OFFSET,
         "postgres": 5432 + OFFSET,
+        "alertmanager": 9095 + OFFSET,
+        "pushgateway": 9091 + OFFSET,
     }
     simulator_port = 8088 + OFFSET
     values: dict[str, object] = {
@@ -60,6 +66,19 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
             "base_url": f"http://{host}:{simulator_port}/fdsnws/event/1/query",
             "simulator_port": simulator_port,
             "simulator_seed_path": FIXTURES / "feed_7_day_m1.geojson",
+        },
+        "loadgen": {"metrics_port": LOADGEN_METRICS_PORT},
+        # Alertmanager delivers to the loopback receivers of test_alerting.py.
+        "alerting": {
+            "webhook_url": f"http://{host}:{WEBHOOK_PORT}/slack-webhook",
+            "smtp_host": host,
+            "smtp_port": SMTP_PORT,
+            "smtp_starttls": False,
+            "smtp_from": "alerts@streamhouse.test",
+            "smtp_to": "oncall@streamhouse.test",
+            "group_wait_s": 5,
+            "group_interval_s": 30,
+            "repeat_interval_s": 3600,
         },
     }
     values.update(overrides)

@@ -33,19 +33,25 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("kafka", ports.kafka),
         ("registry", ports.registry),
         ("prometheus", ports.prometheus),
+        ("alertmanager", ports.alertmanager),
+        ("pushgateway", ports.pushgateway),
         ("simulator", running_stack.source.simulator_port),
         ("poller", ports.poller_metrics),
         ("streaming", ports.stream_metrics),
     ]:
         assert f"{name} " in output and f" {port} " in output, output
-    assert output.count("ready") == 7, output
+    assert output.count("ready") == 9, output
     assert "stopped" not in output
+    assert (
+        f"dashboards: http://{running_stack.runtime.host}:{ports.prometheus}/consoles/index.html"
+        in output
+    )
 
 
 def test_up_twice_reports_running_services(running_stack: Settings) -> None:
     code, output = invoke(running_stack, "stack", "up")
     assert code == 0, output
-    assert output.count("already running") == 7, output
+    assert output.count("already running") == 9, output
     assert "started nothing (all running)" in output
 
 

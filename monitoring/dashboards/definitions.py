@@ -1,0 +1,218 @@
+"""The platform's dashboard: every panel, written once.
+
+Grafana (docker-compose) and the embedded Prometheus' console pages both
+render ``OVERVIEW``; a test proves they hold the same panels and queries.
+Rates and quantiles come from recording rules (``rules.py``), so a panel and
+the alert on the same signal read one expression.
+"""
+
+from __future__ import annotations
+
+from monitoring import batch_metrics as batch
+from monitoring.dashboards import rules
+from monitoring.dashboards.model import Dashboard, Kind, Panel, Query, Row, Unit
+
+_PERCENT = {0.5: "P50", 0.95: "P95", 0.99: "P99"}
+
+
+def _latency_queries(sink: str, prefix: str = "") -> tuple[Query, ...]:
+    return tuple(
+        Query(rules.latency_quantile(sink, q), f"{prefix}{_PERCENT[q]}") for q in rules.QUANTILES
+    )
+
+
+LATENCY = Row(
+    title="End-to-end latency",
+    slug="latency",
+    description="From the moment the producer stamped a record (produced_at) to the Delta "
+    "commit that made it visible, over the last 5 minutes.",
+    panels=(
+        Panel(
+            title="Latency to bronze (P50 / P95 / P99)",
+            description="Kafka -> bronze, the durable copy of the log (ingest query, 1 s trigger).",
+            queries=_latency_queries("bronze"),
+            unit=Unit.SECONDS,
+            fed_by="streaming job (bronze writer)",
+        ),
+        Panel(
+            title="Latency to silver (P50 / P95 / P99)",
+            description="Current state per quake, MERGEd every 2 minutes: its latency includes "
+            "that trigger.",
+            queries=_latency_queries("silver"),
+            unit=Unit.SECONDS,
+            fed_by="streaming job (silver merger)",
+        ),
+        Panel(
+            title="Latency to the windows (P50 / P95 / P99)",
+            description="1-minute tumbling windows (1 s trigger) and the 1-hour sliding windows "
+            "rolled up from them (1-minute trigger).",
+            queries=(
+                *_latency_queries("quake_windows_1m", "1m windows "),
+                *_latency_queries("quake_windows_1h", "1h windows "),
+            ),
+            unit=Unit.SECONDS,
+            fed_by="streaming job (window mergers)",
+        ),
+        Panel(
+            title="Latency to the marts and their freshness",
+            description="Produced-at to the dbt build that wrote the rows (P50 / P95 / P99 of "
+            "the last build), and the age of the newest data each mart holds.",
+            queries=(
+                *(
+                    Query(
+                        f'max({batch.MART_LATENCY}{{quantile="{q}"}})', f"last build {_PERCENT[q]}"
+                    )
+                    for q in batch.MART_QUANTILES
+                ),
+                Query(rules.MART_DATA_AGE.record, "freshness {{model}}"),
+            ),
+            unit=Unit.SECONDS,
+            fed_by="dbt builds, pushed to the Pushgateway (monitoring/batch_metrics.py)",
+            pending="the marts' builds (dbt, issue 12) push these results",
+            pending_metric=batch.MART_LATENCY,
+        ),
+        Panel(
+            title="Latency SLO burn rate (1 h)",
+            description="How fast the error budget burns: 1 spends it exactly over 30 days. "
+            "Bronze: 95 % within 10 s; 1-minute windows: 95 % within 30 s. Pages above 14.4.",
+            queries=(Query(rules.burn_rate_record("1h"), "{{sink}}"),),
+            unit=Unit.COUNT,
+            fed_by="streaming job (latency histograms)",
+        ),
+    ),
+)
+
+THROUGHPUT = Row(
+    title="Throughput",
+    slug="throughput",
+    description="Records per second at each hop, from the HTTP API to the Delta tables.",
+    panels=(
+        Panel(
+            title="Records per second per hop: API, Kafka, Spark",
+            description="Read from the API by the poller, committed to the changes topic (poller "
+            "and load generator), read back from Kafka by the ingest query.",
+            queries=(Query(rules.HOP_RECORD, "{{hop}}"),),
+            unit=Unit.PER_SECOND,
+            fed_by="poller, load generator, streaming job",
+        ),
+        Panel(
+            title="Rows committed per second per Delta sink",
+            description="Rows each query committed: bronze, quarantine, silver, windows, "
+            "late events.",
+            queries=(Query(rules.SINK_RATES.record, "{{sink}}"),),
+            unit=Unit.PER_SECOND,
+            fed_by="streaming job",
+        ),
+        Panel(
+            title="Micro-batch duration P95 per query",
+            description="Wall time of one micro-batch; above the trigger interval the query "
+            "falls behind.",
+            queries=(Query(rules.BATCH_DURATION_P95.record, "{{query}}"),),
+            unit=Unit.SECONDS,
+            fed_by="streaming job (query listener)",
+        ),
+    ),
+)
+
+HEALTH = Row(
+    title="Backlog and health",
+    slug="health",
+    description="What is waiting, what was set aside, and whether every process is alive.",
+    panels=(
+        Panel(
+            title="Consumer lag (Kafka offsets behind, per query)",
+            description="Offsets between the newest record in Kafka and the query's position, "
+            "the largest over partitions.",
+            queries=(Query(rules.KAFKA_LAG.record, "{{query}}"),),
+            unit=Unit.COUNT,
+            fed_by="streaming job (Kafka source progress)",
+        ),
+        Panel(
+            title="Dead letters, quarantine and late events per second",
+            description="Records the poller sent to the DLQ topic, records the stream could not "
+            "decode (quarantine table), events behind the watermark (late-events table).",
+            queries=(
+                Query(rules.DEAD_LETTER_RATE.record, "dead-lettered (DLQ topic)"),
+                Query(rules.QUARANTINE_RATE.record, "quarantined"),
+                Query(rules.LATE_EVENT_RATE.record, "late events"),
+            ),
+            unit=Unit.PER_SECOND,
+            fed_by="poller, streaming job",
+        ),
+        Panel(
+            title="Poller circuit breaker (1 = open)",
+            description="Open while the poller pauses after repeated failed polls.",
+            queries=(Query("max by (source) (streamhouse_poller_circuit_open)", "{{source}}"),),
+            unit=Unit.STATE,
+            kind=Kind.STATE,
+            max=1.0,
+            fed_by="poller",
+        ),
+        Panel(
+            title="Streaming queries: seconds since last progress",
+            description="A query reports progress or idleness at every trigger; silence longer "
+            "than its stall threshold means it is stalled, not idle.",
+            queries=(
+                Query(rules.QUERY_SILENCE.record, "{{query}}"),
+                Query(
+                    "max by (query) (streamhouse_stream_query_stall_threshold_seconds)",
+                    "stall threshold {{query}}",
+                ),
+            ),
+            unit=Unit.SECONDS,
+            fed_by="streaming job (liveness of the reliability work, issue 11)",
+            pending="the streaming job's liveness metrics (reliability issue 11)",
+            pending_metric="streamhouse_stream_query_last_progress_timestamp_seconds",
+        ),
+        Panel(
+            title="Processes up",
+            description="1 while Prometheus scrapes the process.",
+            queries=(Query("up", "{{job}}"),),
+            unit=Unit.STATE,
+            kind=Kind.STATE,
+            max=1.0,
+            fed_by="Prometheus",
+        ),
+    ),
+)
+
+BATCH = Row(
+    title="Batch: orchestration and data quality",
+    slug="batch",
+    description="Results the batch jobs push to the Pushgateway after each run "
+    "(contract: monitoring/batch_metrics.py).",
+    panels=(
+        Panel(
+            title="Last DAG run state (1 = success, 0 = failed)",
+            description="Outcome of each DAG's last finished run.",
+            queries=(Query(f"max by (dag_id) ({batch.DAG_RUN_SUCCESS})", "{{dag_id}}"),),
+            unit=Unit.STATE,
+            kind=Kind.STATE,
+            max=1.0,
+            fed_by="Airflow DAGs, pushed to the Pushgateway",
+            pending="the Airflow DAGs (issue 13) push their runs",
+            pending_metric=batch.DAG_RUN_SUCCESS,
+        ),
+        Panel(
+            title="Last Great Expectations result (1 = passed, 0 = failed)",
+            description="Outcome of each suite's last validation: 0 when any expectation failed.",
+            queries=(Query(f"max by (suite) ({batch.QUALITY_SUCCESS})", "{{suite}}"),),
+            unit=Unit.STATE,
+            kind=Kind.STATE,
+            max=1.0,
+            fed_by="Great Expectations checkpoints, pushed to the Pushgateway",
+            pending="the Great Expectations checkpoints (issue 13) push their results",
+            pending_metric=batch.QUALITY_SUCCESS,
+        ),
+    ),
+)
+
+OVERVIEW = Dashboard(
+    uid="streamhouse-overview",
+    title="Streamhouse overview",
+    description="Latency, throughput, backlog and data quality of the streaming lakehouse; "
+    "generated from monitoring/dashboards/definitions.py.",
+    rows=(LATENCY, THROUGHPUT, HEALTH, BATCH),
+)
+
+DASHBOARDS = (OVERVIEW,)
