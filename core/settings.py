@@ -496,6 +496,13 @@ class MonitoringSettings(BaseModel):
         description="Base URL of the Prometheus that serves the console dashboards; default: "
         "the embedded runtime's.",
     )
+    dashboard_url: str | None = Field(
+        None,
+        description="Address of a dashboard page in alert messages, {page} standing for the "
+        "page (latency, throughput, health, batch), e.g. Grafana's "
+        "http://127.0.0.1:3000/d/streamhouse-overview; default: the embedded Prometheus' "
+        "console pages.",
+    )
     chromium_path: Path = Field(
         Path("/usr/bin/chromium"),
         description="Headless browser that draws the console pages (screenshots, browser test).",
@@ -535,6 +542,14 @@ class AlertingSettings(BaseModel):
     repeat_interval_s: float = Field(
         4 * 3600.0, gt=0, description="Resend a still-firing group after this long."
     )
+
+    @field_validator(
+        "webhook_url", "smtp_host", "smtp_to", "smtp_username", "smtp_password", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # docker-compose passes an unset variable as "" (`${NAME:-}`): that is "off", not a value.
+        return None if value == "" else value
 
     @property
     def email_enabled(self) -> bool:
@@ -617,6 +632,11 @@ class Settings(BaseSettings):
         """The Prometheus that scrapes the platform and serves the console dashboards."""
         rt = self.runtime
         return self.monitoring.prometheus_url or f"http://{rt.host}:{rt.ports.prometheus}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """Address of a dashboard page, ``{page}`` standing for its name (alert messages)."""
+        return self.monitoring.dashboard_url or f"{self.prometheus_url}/consoles/{{page}}.html"
 
     def trigger_for(self, query_name: str) -> str:
         """The trigger interval of the streaming query ``query_name``."""

@@ -12,7 +12,6 @@ configuration text. The message templates are ``alertmanager/streamhouse.tmpl``.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +86,33 @@ def _write_secret(path: Path, value: str) -> None:
         handle.write(value)
 
 
-def write_config(alerting: AlertingSettings, directory: Path) -> Path:
-    """Write the configuration, its templates and its secret files into ``directory``."""
+def dashboard_template(dashboard_url: str) -> str:
+    """The template that turns an alert's dashboard page name into an address.
+
+    ``dashboard_url`` holds ``{page}`` where the page name goes (the console
+    pages have one address per page; a Grafana dashboard may ignore it).
+    """
+    if "{{" in dashboard_url or "}}" in dashboard_url:
+        raise ValueError(f"the dashboard address {dashboard_url!r} may not hold {{{{ or }}}}")
+    link = dashboard_url.replace("{page}", "{{ . }}")
+    return f'{{{{ define "streamhouse.dashboard" }}}}{link}{{{{ end }}}}\n'
+
+
+def write_config(
+    alerting: AlertingSettings,
+    directory: Path,
+    dashboard_url: str,
+    owner: tuple[int, int] | None = None,
+) -> Path:
+    """Write the configuration, its templates and its secret files into ``directory``.
+
+    ``owner`` (uid, gid) hands the files to the user Alertmanager runs as
+    when another user writes them (compose's one-shot configuration service).
+    """
     directory.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(TEMPLATES, directory / TEMPLATES.name)
+    (directory / TEMPLATES.name).write_text(
+        TEMPLATES.read_text() + "\n" + dashboard_template(dashboard_url)
+    )
     for name, secret in (
         (WEBHOOK_URL_FILE, alerting.webhook_url),
         (SMTP_PASSWORD_FILE, alerting.smtp_password),
@@ -102,4 +124,7 @@ def write_config(alerting: AlertingSettings, directory: Path) -> Path:
     path = directory / CONFIG_FILE
     header = "# Generated from the alerting settings (monitoring/alerting.py); do not edit.\n"
     path.write_text(header + yaml.safe_dump(config(alerting, directory), sort_keys=False))
+    if owner is not None:
+        for written in (directory, *directory.iterdir()):
+            os.chown(written, *owner)
     return path

@@ -224,18 +224,32 @@ def screenshot(
     guarded(action)
 
 
+def _owner(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        uid, gid = (int(part) for part in text.split(":"))
+    except ValueError:
+        raise UserFacingError(f"--owner {text!r} is not UID:GID, e.g. 65534:65534.") from None
+    return uid, gid
+
+
 @alerting_app.command("config")
 def alerting_config(
     output: Annotated[
         Path, typer.Option(help="Folder to write alertmanager.yml (and its secret files) into.")
     ],
+    owner: Annotated[
+        str | None,
+        typer.Option(help="UID:GID to hand the files to (the user Alertmanager runs as)."),
+    ] = None,
 ) -> None:
     """Write Alertmanager's configuration from the alerting settings."""
     from monitoring.alerting import write_config
 
     def action() -> None:
         settings = load_settings()
-        path = write_config(settings.alerting, output)
+        path = write_config(settings.alerting, output, settings.dashboard_url, _owner(owner))
         channels = [
             name
             for name, on in (

@@ -34,7 +34,7 @@ PROMETHEUS_COMPOSE_CONFIG = REPO_ROOT / "monitoring" / "prometheus.compose.yml"
 GRAFANA_DIR = REPO_ROOT / "monitoring" / "grafana"
 
 # The project's own processes, which the embedded runtime starts next to its services.
-PROJECT_PROCESSES = ("simulator", "poller", "streaming")
+PROJECT_PROCESSES = ("simulator", "poller", "streaming", "alertmanager-config")
 
 ENV_PREFIX = str(Settings.model_config.get("env_prefix", ""))
 ENV_DELIMITER = str(Settings.model_config.get("env_nested_delimiter", ""))
@@ -185,12 +185,17 @@ def test_project_service_environment_loads_into_settings(
             continue  # reported by test_streamhouse_environment_names_real_settings_fields
         read: Any = settings
         model: type[BaseModel] = Settings
+        owner: type[BaseModel] = Settings
         annotation: Any = None
         for part in _settings_path(name):
+            owner = model
             annotation = model.model_fields[part].annotation
             read = getattr(read, part)
             model = _section_model(annotation) or model
-        expected = TypeAdapter(annotation).validate_python(raw)
+        if owner is Settings:
+            expected = TypeAdapter(annotation).validate_python(raw)
+        else:  # the section's own validators apply (an empty value meaning "unset", say)
+            expected = getattr(owner.model_validate({part: raw}), part)
         assert read == expected, f"{service_name}: {name}={raw!r} read as {read!r}"
 
 
@@ -202,7 +207,15 @@ def test_every_dependency_waits_for_a_healthcheck(services: dict[str, Any]) -> N
             problems.append(f"{service_name}: depends_on without conditions {depends_on}")
             continue
         for target, dependency in depends_on.items():
-            if dependency.get("condition") != "service_healthy":
+            condition = dependency.get("condition")
+            if condition == "service_completed_successfully":
+                # A one-shot step (configuration written before a service starts).
+                if services.get(target, {}).get("restart") != "no":
+                    problems.append(
+                        f"{service_name} -> {target}: waits for a one-shot that restarts"
+                    )
+                continue
+            if condition != "service_healthy":
                 problems.append(f"{service_name} -> {target}: condition is not service_healthy")
             healthcheck = services.get(target, {}).get("healthcheck")
             if not healthcheck or healthcheck.get("disable") in (True, "true"):
@@ -246,6 +259,53 @@ def test_prometheus_scrapes_the_project_processes_on_their_settings_ports() -> N
     ports = ServicePorts()
     assert f"poller:{ports.poller_metrics}" in targets
     assert f"streaming:{ports.stream_metrics}" in targets
+    assert f"alertmanager:{ports.alertmanager}" in targets
+    assert f"pushgateway:{ports.pushgateway}" in targets
+    pushgateway = next(job for job in config["scrape_configs"] if job["job_name"] == "pushgateway")
+    assert pushgateway.get("honor_labels") is True, "pushed job labels would be overwritten"
+    alertmanagers = [
+        target
+        for manager in config["alerting"]["alertmanagers"]
+        for static in manager["static_configs"]
+        for target in static["targets"]
+    ]
+    assert alertmanagers == [f"alertmanager:{ports.alertmanager}"]
+
+
+def test_compose_keeps_secrets_and_admin_endpoints_out(services: dict[str, Any]) -> None:
+    """Grafana's account comes from .env (required, no default); Prometheus has no lifecycle API."""
+    grafana_env = _environment(services["grafana"])
+    for name in ("GF_SECURITY_ADMIN_USER", "GF_SECURITY_ADMIN_PASSWORD"):
+        assert re.fullmatch(r"\$\{[A-Z_]+:\?[^}]+\}", grafana_env[name]), (name, grafana_env[name])
+    assert not any("enable-lifecycle" in arg for arg in services["prometheus"]["command"])
+
+
+def test_env_example_documents_every_variable_compose_reads() -> None:
+    text = COMPOSE_FILE.read_text()
+    used = set(re.findall(r"\$\{([A-Za-z_][A-Za-z0-9_]*)", text))
+    example = REPO_ROOT / ".env.example"
+    documented = {
+        line.split("=", 1)[0]
+        for line in example.read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    }
+    assert used <= documented, f"not in .env.example: {sorted(used - documented)}"
+    assert ".env" in (REPO_ROOT / ".gitignore").read_text().split()
+
+
+def test_alertmanager_reads_what_its_configuration_step_writes(services: dict[str, Any]) -> None:
+    step = services["alertmanager-config"]
+    output = step["command"][step["command"].index("--output") + 1]
+    config_arg = next(
+        a for a in services["alertmanager"]["command"] if a.startswith("--config.file=")
+    )
+    assert config_arg == f"--config.file={output}/alertmanager.yml"
+    mounts = {volume.split(":")[1] for volume in services["alertmanager"]["volumes"]}
+    assert output in mounts and output in {v.split(":")[1] for v in step["volumes"]}
+    assert (
+        f"--web.listen-address=:{ServicePorts().alertmanager}"
+        in services["alertmanager"]["command"]
+    )
 
 
 def test_grafana_provisioning_points_at_compose_services(services: dict[str, Any]) -> None:

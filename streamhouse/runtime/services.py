@@ -413,7 +413,7 @@ def _alertmanager(settings: Settings) -> ServiceSpec:
         from monitoring.alerting import write_config
 
         binary = _binary(rt.alertmanager_cmd, "prometheus-alertmanager")
-        config = write_config(settings.alerting, paths.root / "config")
+        config = write_config(settings.alerting, paths.root / "config", settings.dashboard_url)
         return [
             binary,
             f"--config.file={config}",
