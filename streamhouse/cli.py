@@ -94,7 +94,13 @@ def stack_status() -> None:
             memory = f"{row.rss_bytes / 2**20:.0f} MiB" if row.pid else "-"
             detail = f"[red]{row.detail}[/]" if row.pid and not row.healthy else row.detail
             table.add_row(
-                row.name, str(row.pid or "-"), str(row.port), health, memory, str(row.log), detail
+                row.name,
+                str(row.pid or "-"),
+                str(row.port or "-"),
+                health,
+                memory,
+                str(row.log),
+                detail,
             )
         out.print(table)
         total = sum(r.rss_bytes for r in rows)
