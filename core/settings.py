@@ -11,6 +11,7 @@ only. docker-compose.yml uses the same names.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
@@ -590,6 +591,12 @@ class AirflowSettings(BaseModel):
         "http://<runtime.host>:<runtime.ports.airflow_api>.",
     )
     dags_folder: Path = Field(PROJECT_ROOT / "dags", description="Where the DAG files are.")
+    start_date: date | None = Field(
+        None,
+        description="First day lakehouse_daily schedules (catching up from it when unpaused); "
+        "default: the day the stack's Airflow first started (its go-live), kept in "
+        "<state_dir>/airflow/start_date.",
+    )
     parallelism: int = Field(
         2, ge=1, description="Task instances running at once (each Spark task is a JVM)."
     )
@@ -625,9 +632,13 @@ class AirflowSettings(BaseModel):
 class QualitySettings(BaseModel):
     """Great Expectations: the file context in the repository, its results and docs site."""
 
-    context_dir: Path = Field(
-        PROJECT_ROOT / "quality" / "gx",
-        description="The GX file context (suites, validation definitions, checkpoints).",
+    project_dir: Path = Field(
+        PROJECT_ROOT / "quality",
+        description="The folder whose gx/ is the GX file context (suites, validation "
+        "definitions, checkpoints).",
+    )
+    min_rows_per_day: int = Field(
+        1, ge=0, description="Bronze rows a day must hold at least (the USGS feed never rests)."
     )
     site_dir: Path | None = Field(
         None,

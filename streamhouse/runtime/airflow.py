@@ -25,6 +25,8 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from cryptography.fernet import Fernet
@@ -70,7 +72,7 @@ def _stored_secrets(settings: Settings) -> dict[str, str]:
         stored: dict[str, str] = json.loads(path.read_text())
     except FileNotFoundError:
         stored = {}
-    wanted = {
+    wanted: dict[str, Callable[[], str]] = {
         # Signs the tokens of the execution API (tasks -> API server) and the UI's.
         "jwt_secret": lambda: secrets.token_urlsafe(48),
         # Signs the API server's session cookies.
@@ -183,6 +185,25 @@ def airflow_config(settings: Settings, database_url: SecretStr) -> str:
     return header + text.getvalue()
 
 
+def start_date(settings: Settings) -> date:
+    """The first day the daily DAG schedules: the setting, else the stack's go-live day.
+
+    The go-live day is the day Airflow first started here, kept in the state
+    directory: unpaused, the daily DAG catches up from it, not from years of
+    empty days before the platform existed.
+    """
+    if settings.airflow.start_date is not None:
+        return settings.airflow.start_date
+    path = airflow_home(settings) / "start_date"
+    try:
+        return date.fromisoformat(path.read_text().strip())
+    except FileNotFoundError:
+        today = datetime.now(UTC).date()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(today.isoformat() + "\n")
+        return today
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     """The environment of every Airflow process (and of the tasks they run).
 
@@ -190,14 +211,12 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     alerts (webhook URL, SMTP password) and reach the metastore.
     """
     env = settings_env(settings, secrets=True)
+    env["STREAMHOUSE_AIRFLOW__START_DATE"] = start_date(settings).isoformat()
     home = airflow_home(settings)
     env.update(
         {
             "AIRFLOW_HOME": str(home),
             "AIRFLOW_CONFIG": str(home / "airflow.cfg"),
-            # The repository root: `dags/` imports the platform's packages, and
-            # dbt/ must not shadow dbt-core there (marts/README.md).
-            "PYTHONPATH": str(PROJECT_ROOT),
         }
     )
     # Airflow reads AIRFLOW__* variables over the file: none may come from the caller.

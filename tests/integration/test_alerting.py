@@ -133,7 +133,7 @@ def test_alerts_are_delivered_to_the_webhook_and_by_mail(
         batch_metrics.push_quality_result(
             settings, suite="silver_quakes", passed=10, failed=2, finished_at=now
         )
-        for alertname in ("PlatformProcessDown", "DagRunFailed", "DataQualityCheckFailed"):
+        for alertname in ("PlatformProcessDown", "DagRunFailed", "DataQualityCheckError"):
             _wait(
                 lambda name=alertname: inbox.slack_text(name) and inbox.mail(name),
                 f"{alertname} (webhook and e-mail)",
@@ -161,8 +161,8 @@ def test_alerts_are_delivered_to_the_webhook_and_by_mail(
     assert "The last run of DAG lakehouse_daily failed" in text
     assert f"Dashboard: {prometheus}/consoles/batch.html" in text
 
-    mail = inbox.mail("DataQualityCheckFailed")[0]
-    assert mail["Subject"] == "[FIRING:1] DataQualityCheckFailed (page) - streamhouse"
+    mail = inbox.mail("DataQualityCheckError")[0]
+    assert mail["Subject"] == "[FIRING:1] DataQualityCheckError (page) - streamhouse"
     assert mail["From"] == settings.alerting.smtp_from
     assert mail["To"] == settings.alerting.smtp_to
     body = _text_part(mail)

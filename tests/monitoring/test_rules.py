@@ -93,7 +93,7 @@ def test_the_issue_s_alerts_exist() -> None:
         "RecordsDeadLettered",
         "PollerCircuitOpen",
         "DagRunFailed",
-        "DataQualityCheckFailed",
+        "DataQualityCheckError",
     } <= alerts
 
 
