@@ -14,13 +14,15 @@ metrics.
   every run: it serves tables read by a filter that partitions do not cover
   (the marts), and commits a new version with the same rows each time.
 - VACUUM keeps every file a version younger than its retention needs; the
-  retention is never shorter than the time-travel window
+  retention (the table's ``delta.deletedFileRetentionDuration``: Delta 4
+  ignores ``RETAIN n HOURS``) is never shorter than the time-travel window
   (``MaintenanceSettings``), so ``VERSION AS OF`` within a day's reruns works.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -156,15 +158,46 @@ def optimize(spark: SparkSession, target: CompactionTarget) -> CompactionResult:
     )
 
 
-def vacuum(spark: SparkSession, name: str, path: str, retention_hours: int) -> VacuumResult:
-    """VACUUM the table, keeping files any version younger than ``retention_hours`` needs."""
-    if retention_hours < 168:
+#: Delta's default retention of removed files (``delta.deletedFileRetentionDuration``).
+DEFAULT_RETENTION_HOURS = 168
+RETENTION_PROPERTY = "delta.deletedFileRetentionDuration"
+_INTERVAL = re.compile(r"^\s*interval\s+(\d+)\s+(week|day|hour|minute|second)s?\s*$", re.I)
+_UNIT_HOURS = {"week": 168.0, "day": 24.0, "hour": 1.0, "minute": 1 / 60, "second": 1 / 3600}
+
+
+def retention_hours(value: str | None) -> float:
+    """Hours of a Delta interval property (``interval 1 week``); Delta's default when unset."""
+    if value is None:
+        return float(DEFAULT_RETENTION_HOURS)
+    match = _INTERVAL.match(value)
+    if match is None:
+        raise ValueError(f"not a Delta interval like 'interval 168 hours': {value!r}")
+    return int(match.group(1)) * _UNIT_HOURS[match.group(2).lower()]
+
+
+def vacuum(spark: SparkSession, name: str, path: str, retention_hours_: int) -> VacuumResult:
+    """VACUUM the table, keeping files any version younger than ``retention_hours_`` needs.
+
+    Delta 4 ignores ``VACUUM ... RETAIN n HOURS`` (anything but 0; delta-io/delta#5028)
+    and keeps removed files for the table's ``delta.deletedFileRetentionDuration``:
+    the property is set to the retention first, only when it differs (a metadata
+    commit, which a concurrent streaming write would have to retry).
+    """
+    if retention_hours_ < DEFAULT_RETENTION_HOURS:
         raise ValueError(
-            f"a VACUUM retention of {retention_hours} h is below Delta's 7-day safety window"
+            f"a VACUUM retention of {retention_hours_} h is below Delta's 7-day safety window"
         )
     began = time.monotonic()
+    detail = spark.sql(f"DESCRIBE DETAIL delta.`{path}`").first()
+    assert detail is not None
+    current = (detail["properties"] or {}).get(RETENTION_PROPERTY)
+    if retention_hours(current) != retention_hours_:
+        spark.sql(
+            f"ALTER TABLE delta.`{path}` SET TBLPROPERTIES "
+            f"('{RETENTION_PROPERTY}' = 'interval {retention_hours_} hours')"
+        )
     before = table_version(spark, path)
-    spark.sql(f"VACUUM delta.`{path}` RETAIN {retention_hours} HOURS").collect()
+    spark.sql(f"VACUUM delta.`{path}`").collect()
     history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(f"version > {before}")
     deleted = 0
     lines = []
@@ -177,7 +210,7 @@ def vacuum(spark: SparkSession, name: str, path: str, retention_hours: int) -> V
     assert detail is not None
     return VacuumResult(
         name=name,
-        retention_hours=retention_hours,
+        retention_hours=retention_hours_,
         files_deleted=deleted,
         table_files=int(detail["numFiles"]),
         seconds=time.monotonic() - began,
