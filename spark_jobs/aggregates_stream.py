@@ -152,6 +152,19 @@ def ensure_minute_windows(spark: SparkSession, settings: Settings) -> str:
     return path
 
 
+def ensure_hour_windows(spark: SparkSession, settings: Settings) -> str:
+    """Create the (empty) hour window table when missing.
+
+    The rollup writes it only once a minute window closes, which may be hours
+    away (or never, for a lake of late events): the table must exist, and be
+    registered in the catalog, from the start.
+    """
+    minutes = spark.read.format("delta").load(ensure_minute_windows(spark, settings)).limit(0)
+    path = QUAKE_WINDOWS_1H.path(settings.lake_uri)
+    ensure_table(spark, QUAKE_WINDOWS_1H, path, transforms.rollup_windows(minutes, HOUR, HOUR_SLIDE))
+    return path
+
+
 def start_minute_windows(
     spark: SparkSession, settings: Settings, available_now: bool = False
 ) -> StreamingQuery:
@@ -176,7 +189,8 @@ def start_hour_rollup(
     spark: SparkSession, settings: Settings, available_now: bool = False
 ) -> StreamingQuery:
     """Start the 1-hour rollup query, reading the minute table's change feed."""
-    minute_path = ensure_minute_windows(spark, settings)
+    ensure_hour_windows(spark, settings)  # and the minute table it reads
+    minute_path = QUAKE_WINDOWS_1M.path(settings.lake_uri)
     changes = spark.readStream.format("delta").option("readChangeFeed", "true").load(minute_path)
     return start_query(
         changes.writeStream.foreachBatch(HourRollup(settings)),
