@@ -38,9 +38,11 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("simulator", running_stack.source.simulator_port),
         ("poller", ports.poller_metrics),
         ("streaming", ports.stream_metrics),
+        ("airflow-api", ports.airflow_api),
     ]:
         assert f"{name} " in output and f" {port} " in output, output
-    assert output.count("ready") == 9, output
+    # The scheduler, dag-processor and triggerer have no port; the API server reports them.
+    assert output.count("ready") == 13, output
     assert "stopped" not in output
     assert (
         f"dashboards: http://{running_stack.runtime.host}:{ports.prometheus}/consoles/index.html"
@@ -51,7 +53,7 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
 def test_up_twice_reports_running_services(running_stack: Settings) -> None:
     code, output = invoke(running_stack, "stack", "up")
     assert code == 0, output
-    assert output.count("already running") == 9, output
+    assert output.count("already running") == 13, output
     assert "started nothing (all running)" in output
 
 
