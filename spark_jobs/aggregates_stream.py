@@ -161,7 +161,9 @@ def ensure_hour_windows(spark: SparkSession, settings: Settings) -> str:
     """
     minutes = spark.read.format("delta").load(ensure_minute_windows(spark, settings)).limit(0)
     path = QUAKE_WINDOWS_1H.path(settings.lake_uri)
-    ensure_table(spark, QUAKE_WINDOWS_1H, path, transforms.rollup_windows(minutes, HOUR, HOUR_SLIDE))
+    ensure_table(
+        spark, QUAKE_WINDOWS_1H, path, transforms.rollup_windows(minutes, HOUR, HOUR_SLIDE)
+    )
     return path
 
 
