@@ -11,10 +11,11 @@ only. docker-compose.yml uses the same names.
 from __future__ import annotations
 
 import json
+from datetime import date
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -275,6 +276,10 @@ class ServicePorts(BaseModel):
     # 9093 is Kafka's controller, so Alertmanager moves off its usual port.
     alertmanager: int = 9095
     pushgateway: int = 9091
+    # Airflow's API server (UI, REST API, the tasks' execution API). Its scheduler,
+    # dag-processor and triggerer listen on no port (their log servers are off:
+    # every log is a local file the API server reads).
+    airflow_api: int = 8080
 
 
 class RuntimeSettings(BaseModel):
@@ -572,6 +577,121 @@ class AlertingSettings(BaseModel):
         return bool(self.smtp_host and self.smtp_to)
 
 
+class AirflowSettings(BaseModel):
+    """Airflow 3 on the stack: its metadata database, account and the DAGs' task settings.
+
+    The embedded runtime runs the API server, scheduler (LocalExecutor),
+    dag-processor and triggerer with ``AIRFLOW_HOME`` under the state
+    directory and the metadata in the stack's PostgreSQL (a database and role
+    of its own). The DAGs read the task settings below when they are parsed.
+    """
+
+    database: str = Field(
+        "airflow", description="PostgreSQL database (and role of the same name) of the metadata."
+    )
+    password: SecretStr | None = Field(
+        None,
+        description="Password of the metadata role; default: the one generated for it "
+        "(<state_dir>/postgres/credentials, mode 0600).",
+    )
+    admin_user: str = Field("admin", description="The UI's administrator account.")
+    admin_password: SecretStr | None = Field(
+        None,
+        description="Its password; default: generated at the first start and kept in "
+        "<state_dir>/airflow/admin.password (0600); `streamhouse airflow password` shows it.",
+    )
+    base_url: str | None = Field(
+        None,
+        description="Address of the UI as people reach it (log links in alerts); default: "
+        "http://<runtime.host>:<runtime.ports.airflow_api>.",
+    )
+    dags_folder: Path = Field(PROJECT_ROOT / "dags", description="Where the DAG files are.")
+    start_date: date | None = Field(
+        None,
+        description="First day lakehouse_daily schedules (catching up from it when unpaused); "
+        "default: the day the stack's Airflow first started (its go-live), kept in "
+        "<state_dir>/airflow/start_date.",
+    )
+    parallelism: int = Field(
+        2, ge=1, description="Task instances running at once (each Spark task is a JVM)."
+    )
+    api_workers: int = Field(1, ge=1, description="Worker processes of the API server.")
+    retries: int = Field(2, ge=0, description="Retries of a failed task (not of a data failure).")
+    retry_delay_s: float = Field(60.0, gt=0, description="First retry delay; doubles each try.")
+    max_retry_delay_s: float = Field(900.0, gt=0, description="Upper bound of the retry delay.")
+    task_timeout_s: float = Field(
+        3600.0, gt=0, description="execution_timeout of each task of the lakehouse DAGs."
+    )
+    daily_deadline_s: float = Field(
+        3 * 3600.0,
+        gt=0,
+        description="A lakehouse_daily run not finished this long after it was queued misses "
+        "its deadline: the alert goes to the webhook and SMTP.",
+    )
+    wait_poke_s: float = Field(
+        300.0, gt=0, description="How often the daily sensor looks at bronze's watermark."
+    )
+    wait_timeout_s: float = Field(
+        6 * 3600.0, gt=0, description="How long the daily sensor waits before it fails the run."
+    )
+    max_consumer_lag_records: int = Field(
+        100_000,
+        ge=0,
+        description="lakehouse_freshness alerts when the streaming job's Kafka lag is above this.",
+    )
+    min_file_process_interval_s: int = Field(
+        30, ge=1, description="How often the dag-processor re-parses a DAG file."
+    )
+
+
+class QualitySettings(BaseModel):
+    """Great Expectations: the file context in the repository, its results and docs site."""
+
+    project_dir: Path = Field(
+        PROJECT_ROOT / "quality",
+        description="The folder whose gx/ is the GX file context (suites, validation "
+        "definitions, checkpoints).",
+    )
+    min_rows_per_day: int = Field(
+        1, ge=0, description="Bronze rows a day must hold at least (the USGS feed never rests)."
+    )
+    site_dir: Path | None = Field(
+        None,
+        description="The one local docs site (GX Data Docs and dbt docs); default: "
+        "<state_dir>/docs.",
+    )
+    results_dir: Path | None = Field(
+        None, description="Where validation results are kept; default: <state_dir>/quality."
+    )
+
+
+class MaintenanceSettings(BaseModel):
+    """Compaction and clean-up of the lake's Delta tables (the daily DAG's compact task)."""
+
+    time_travel_hours: int = Field(
+        168,
+        ge=24,
+        description="Versions younger than this stay readable (VERSION AS OF): the rerun "
+        "proof compares a day's versions within it.",
+    )
+    vacuum_retention_hours: int = Field(
+        168,
+        ge=168,
+        description="VACUUM deletes files unreferenced for longer than this (at least Delta's "
+        "7-day default, never less than time_travel_hours).",
+    )
+
+    @model_validator(mode="after")
+    def _vacuum_keeps_time_travel(self) -> MaintenanceSettings:
+        if self.vacuum_retention_hours < self.time_travel_hours:
+            raise ValueError(
+                f"vacuum_retention_hours ({self.vacuum_retention_hours}) would delete files "
+                f"of versions inside the {self.time_travel_hours} h time-travel window: "
+                "raise it to at least time_travel_hours."
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """All settings of the platform, from ``STREAMHOUSE_*`` environment variables."""
 
@@ -607,6 +727,9 @@ class Settings(BaseSettings):
     catalog: CatalogSettings = CatalogSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
     alerting: AlertingSettings = AlertingSettings()
+    airflow: AirflowSettings = AirflowSettings()
+    quality: QualitySettings = QualitySettings()
+    maintenance: MaintenanceSettings = MaintenanceSettings()
 
     @field_validator("state_dir")
     @classmethod
@@ -652,6 +775,22 @@ class Settings(BaseSettings):
     def dashboard_url(self) -> str:
         """Address of a dashboard page, ``{page}`` standing for its name (alert messages)."""
         return self.monitoring.dashboard_url or f"{self.prometheus_url}/consoles/{{page}}.html"
+
+    @property
+    def airflow_url(self) -> str:
+        """Where Airflow's UI and REST API are (log links in alerts point here)."""
+        rt = self.runtime
+        return (self.airflow.base_url or f"http://{rt.host}:{rt.ports.airflow_api}").rstrip("/")
+
+    @property
+    def docs_site_dir(self) -> Path:
+        """The one local site of the GX Data Docs and the dbt docs."""
+        return self.quality.site_dir or self.state_dir / "docs"
+
+    @property
+    def quality_results_dir(self) -> Path:
+        """Where GX keeps validation results."""
+        return self.quality.results_dir or self.state_dir / "quality"
 
     def trigger_for(self, query_name: str) -> str:
         """The trigger interval of the streaming query ``query_name``."""
@@ -708,7 +847,16 @@ def settings_env(settings: Settings, *, secrets: bool = False) -> dict[str, str]
     """
     import os
 
-    env = {k: v for k, v in os.environ.items() if secrets or not _is_secret_variable(k)}
+    # A secret set in the parent's environment (a webhook URL carries its token)
+    # is dropped too unless asked for: the variables of every SecretStr field.
+    secret_names = (
+        settings_variables(settings, secrets=True).keys() - settings_variables(settings).keys()
+    )
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if secrets or not (_is_secret_variable(k) or k in secret_names)
+    }
     env.update(settings_variables(settings, secrets=secrets))
     return env
 

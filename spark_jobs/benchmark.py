@@ -9,7 +9,7 @@ both see the same machine:
   pipeline pays on this machine;
 - the pipeline as the stack runs it: the latency-critical driver (ingest ->
   bronze, the 1-minute windows) and the background driver (silver, the hour
-  rollup, late events) at a lower CPU priority.
+  rollup, late events) with `stream run --background`.
 
 Each job is started right before its first phase's load (a restart under
 load), so its cold start, the time until latency settles, is measured and

@@ -24,6 +24,7 @@ from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
 from streamhouse.cli_marts import app as marts_app
 from streamhouse.cli_monitoring import alerting_app, console_url, dashboard_app
+from streamhouse.cli_orchestration import airflow_app, docs_location, quality_app
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -41,6 +42,14 @@ app.add_typer(load_app)  # `loadgen` and `bench loadgen`
 app.add_typer(marts_app, name="marts")
 app.add_typer(dashboard_app, name="dashboard")
 app.add_typer(alerting_app, name="alerting")
+app.add_typer(airflow_app, name="airflow")
+app.add_typer(quality_app, name="quality")
+
+
+@app.command("docs")
+def docs() -> None:
+    """Print where the one docs site is (GX Data Docs and dbt docs); it opens nothing."""
+    guarded(lambda: out.print(docs_location(load_settings()), markup=False, highlight=False))
 
 
 @stack_app.command("up")
@@ -97,7 +106,13 @@ def stack_status() -> None:
             memory = f"{row.rss_bytes / 2**20:.0f} MiB" if row.pid else "-"
             detail = f"[red]{row.detail}[/]" if row.pid and not row.healthy else row.detail
             table.add_row(
-                row.name, str(row.pid or "-"), str(row.port), health, memory, str(row.log), detail
+                row.name,
+                str(row.pid or "-"),
+                str(row.port or "-"),
+                health,
+                memory,
+                str(row.log),
+                detail,
             )
         out.print(table)
         total = sum(r.rss_bytes for r in rows)

@@ -116,12 +116,17 @@ def stop(
     Only the service's own process gets the signal, so it shuts down in order
     (the streaming job stops its queries before its Spark JVM goes; PostgreSQL's
     postmaster stops its own children); whatever of its process group is left
-    once it has exited is then signalled too. Returns False when nothing was running.
+    once it has exited is then signalled too, and so is every process that
+    descended from it before the stop but left the group (Airflow's task
+    supervisors start sessions of their own and outlive the scheduler).
+    Returns False when nothing was running.
     """
     pid = read_pid(paths)
     if pid is None:
         paths.pid_file.unlink(missing_ok=True)
         return False
+    # Noted with their start times: a pid reused meanwhile is never signalled.
+    descendants = [(child, _proc_start_ticks(child)) for child in _descendants(pid)]
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, stop_signal)
     if not _wait_gone(paths, pid, timeout_s):
@@ -129,6 +134,7 @@ def stop(
             os.killpg(pid, signal.SIGKILL)
         _wait_gone(paths, pid, None)
     _end_group(pid)
+    _end_strays([(child, ticks) for child, ticks in descendants if ticks is not None])
     paths.pid_file.unlink(missing_ok=True)
     return True
 
@@ -152,6 +158,23 @@ def _end_group(pgid: int, grace_s: float = 10.0) -> None:
             os.killpg(pgid, 0)  # raises ProcessLookupError once the group is empty
             time.sleep(0.1)
         os.killpg(pgid, signal.SIGKILL)
+
+
+def _end_strays(processes: list[tuple[int, str]], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s``, to those of ``processes`` still alive."""
+
+    def alive() -> list[int]:
+        return [pid for pid, ticks in processes if _proc_start_ticks(pid) == ticks]
+
+    for pid in alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for pid in alive():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _reap(pid: int) -> None:

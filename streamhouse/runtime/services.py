@@ -22,7 +22,7 @@ import httpx
 from core.errors import UserFacingError
 from core.jars import Coordinate, JarBundle, spark_bundles
 from core.settings import PROJECT_ROOT, Settings, settings_env
-from streamhouse.runtime import postgres
+from streamhouse.runtime import airflow, postgres
 from streamhouse.runtime.java import check_java
 from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use
@@ -31,12 +31,12 @@ INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus", "alertmanager",
 PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background")
 #: The stream's queries split over two drivers: the latency-critical path (ingest
 #: to bronze, the minute windows) alone in one, so the MERGEs of silver, the hour
-#: rollup and late events (a second driver at a lower CPU priority) never stall it.
+#: rollup and late events (a second driver) never stall it.
 STREAM_DRIVERS = {
     "streaming": ("bronze", "windows"),
     "streaming-background": ("late", "silver", "rollup"),
 }
-SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES
+SERVICE_NAMES = INFRA_SERVICES + PLATFORM_SERVICES + airflow.COMPONENTS
 
 MONITORING_DIR = PROJECT_ROOT / "monitoring"
 
@@ -50,7 +50,8 @@ class ServiceSpec:
     """
 
     name: str
-    port: int
+    #: The port it listens on (checked free before it starts); None: it listens on none.
+    port: int | None
     depends_on: tuple[str, ...]
     prepare: Callable[[ServicePaths], list[str]]
     ready: Callable[[], bool]
@@ -570,5 +571,91 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
         ),
         _streaming(settings, "streaming"),
         _streaming(settings, "streaming-background"),
+        *_airflow_services(settings),
     ]
     return {spec.name: spec for spec in specs}
+
+
+def _airflow_health(settings: Settings) -> dict[str, object] | None:
+    """The API server's view of every Airflow component (``/api/v2/monitor/health``)."""
+    rt = settings.runtime
+    try:
+        response = httpx.get(
+            f"http://{rt.host}:{rt.ports.airflow_api}/api/v2/monitor/health", timeout=3.0
+        )
+    except httpx.HTTPError:
+        return None
+    if response.status_code != 200:
+        return None
+    health: dict[str, object] = response.json()
+    return health
+
+
+def _airflow_services(settings: Settings) -> list[ServiceSpec]:
+    """The API server, scheduler, dag-processor and triggerer, each a service of the stack."""
+    import time
+
+    rt = settings.runtime
+    env = airflow.airflow_env(settings)
+
+    def prepare_api(paths: ServicePaths) -> list[str]:
+        database = postgres.ensure_database(
+            settings, settings.airflow.database, settings.airflow.password
+        )
+        airflow.prepare_home(settings, database.sqlalchemy_url("psycopg2"))
+        airflow.migrate(settings, paths.log)
+        return airflow.airflow_command(
+            "api-server",
+            "--host",
+            rt.host,
+            "--port",
+            str(rt.ports.airflow_api),
+            "--workers",
+            str(settings.airflow.api_workers),
+        )
+
+    def api_ready() -> bool:
+        health = _airflow_health(settings)
+        database = health.get("metadatabase") if health else None
+        return isinstance(database, dict) and database.get("status") == "healthy"
+
+    api = ServiceSpec(
+        "airflow-api",
+        rt.ports.airflow_api,
+        ("postgres",),
+        prepare_api,
+        api_ready,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
+
+    def component(name: str, key: str, args: list[str]) -> ServiceSpec:
+        started = [0.0]
+
+        def prepare(paths: ServicePaths) -> list[str]:
+            started[0] = time.time()
+            return airflow.airflow_command(*args)
+
+        def ready() -> bool:
+            # Healthy = a heartbeat the API server has seen from this start on
+            # (one left by a process that just stopped does not count).
+            health = _airflow_health(settings)
+            state = health.get(key) if health else None
+            if not isinstance(state, dict) or state.get("status") != "healthy":
+                return False
+            heartbeat = next((v for k, v in state.items() if k.endswith("heartbeat")), None)
+            if not isinstance(heartbeat, str) or not started[0]:
+                return True
+            from datetime import datetime
+
+            return datetime.fromisoformat(heartbeat).timestamp() >= started[0] - 1
+
+        return ServiceSpec(name, None, ("airflow-api",), prepare, ready, env=env, cwd=PROJECT_ROOT)
+
+    return [
+        api,
+        # Task logs are local files the API server reads: no log server to serve them.
+        component("airflow-scheduler", "scheduler", ["scheduler", "--skip-serve-logs"]),
+        component("airflow-dag-processor", "dag_processor", ["dag-processor"]),
+        component("airflow-triggerer", "triggerer", ["triggerer", "--skip-serve-logs"]),
+    ]

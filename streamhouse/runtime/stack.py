@@ -29,7 +29,7 @@ class ServiceStatus:
 
     name: str
     pid: int | None
-    port: int
+    port: int | None
     healthy: bool
     rss_bytes: int
     log: Path
@@ -79,9 +79,10 @@ def up(settings: Settings, names: Iterable[str] = (), report: Report = print) ->
         paths = service_paths(settings, name)
         pid = process.read_pid(paths)
         if pid is not None:
-            report(f"{name}: already running (pid {pid}, port {spec.port})")
+            port = f", port {spec.port}" if spec.port is not None else ""
+            report(f"{name}: already running (pid {pid}{port})")
             continue
-        if process.port_in_use(settings.runtime.host, spec.port):
+        if spec.port is not None and process.port_in_use(settings.runtime.host, spec.port):
             raise UserFacingError(
                 f"Port {spec.port} that {name} needs is in use by another process: stop it, "
                 f"or give {name} another port (see `streamhouse settings`)."
@@ -100,7 +101,8 @@ def _start(
     command = spec.prepare(paths)
     began = time.monotonic()
     pid = process.spawn(paths, command, spec.env or _default_env(), spec.cwd, spec.user)
-    report(f"{spec.name}: started pid {pid}, waiting for it to be ready on port {spec.port}")
+    where = f" on port {spec.port}" if spec.port is not None else ""
+    report(f"{spec.name}: started pid {pid}, waiting for it to be ready{where}")
     deadline = began + settings.runtime.start_timeout_s
     while not spec.ready():
         if process.read_pid(paths) is None:

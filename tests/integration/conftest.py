@@ -55,6 +55,7 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "postgres": 5432 + OFFSET,
         "alertmanager": 9095 + OFFSET,
         "pushgateway": 9091 + OFFSET,
+        "airflow_api": 8080 + OFFSET,
     }
     simulator_port = 8088 + OFFSET
     values: dict[str, object] = {
@@ -69,6 +70,8 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
             "simulator_seed_path": FIXTURES / "feed_7_day_m1.geojson",
         },
         "loadgen": {"metrics_port": LOADGEN_METRICS_PORT},
+        # A failed task is retried after seconds, not minutes (the defaults are for production).
+        "airflow": {"retry_delay_s": 10, "max_retry_delay_s": 30},
         # Alertmanager delivers to the loopback receivers of test_alerting.py.
         "alerting": {
             "webhook_url": f"http://{host}:{WEBHOOK_PORT}/slack-webhook",

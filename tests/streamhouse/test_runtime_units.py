@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -125,6 +126,34 @@ def test_spawned_process_is_found_and_stopped_by_pid(tmp_path: Path) -> None:
     assert process.stop(paths, timeout_s=5)
     assert process.read_pid(paths) is None
     assert not process.stop(paths, timeout_s=5), "stopping twice must report nothing running"
+
+
+def test_a_descendant_in_a_session_of_its_own_is_stopped_with_the_service(
+    tmp_path: Path,
+) -> None:
+    """Airflow's task supervisors call setsid: stopping the scheduler must not orphan them."""
+    paths = process.ServicePaths(tmp_path / "svc")
+    pid_file = tmp_path / "child.pid"
+    child = (
+        "import os, time; os.setsid(); "
+        f"open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)"
+    )
+    parent = (
+        f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); "
+        "time.sleep(120)"
+    )
+    process.spawn(paths, [sys.executable, "-c", parent], {})
+    deadline = time.monotonic() + 10
+    while not pid_file.exists() or not pid_file.read_text():
+        assert time.monotonic() < deadline, "the child did not start"
+        time.sleep(0.05)
+    orphan = int(pid_file.read_text())
+    assert os.getsid(orphan) == orphan, "the child must have left the service's session"
+    assert process.stop(paths, timeout_s=5)
+    deadline = time.monotonic() + 15
+    while Path(f"/proc/{orphan}").exists() and process._proc_start_ticks(orphan) is not None:
+        assert time.monotonic() < deadline, "the service's descendant outlived its stop"
+        time.sleep(0.1)
 
 
 def test_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:

@@ -1,0 +1,279 @@
+"""What each task of ``lakehouse_daily`` does, apart from Airflow: plain functions of the
+settings, the interval and a SparkSession, so a test or a command can run them too.
+
+Every step is idempotent over its interval: OPTIMIZE of compacted partitions
+commits nothing, ZORDER rewrites the same rows, dbt MERGEs the interval on
+the marts' unique keys, validations only read. Every commit a run makes
+carries the run's marker as Delta ``userMetadata`` (``lake.time_travel``),
+so the rerun proof can tell its versions from the streaming job's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from dataclasses import asdict
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.intervals import Interval
+from core.settings import Settings
+from lake.maintenance import CompactionTarget, optimize, vacuum
+from lake.tables import BRONZE_QUAKE_CHANGES, SILVER_QUAKES
+from lake.time_travel import USER_METADATA_CONF
+from marts.profiles import DBT_PROJECT_DIR, dbt_work_dir, marts_root
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from marts.runner import DbtRun
+
+log = logging.getLogger(__name__)
+
+#: The incremental marts (MERGE on their keys) and the columns each is Z-ordered by: the
+#: filters their queries use (dbt/README.md; a test keeps these equal to the models'
+#: post-hooks). Partitioned by event date, so the interval's partitions are the ones compacted.
+ZORDERED_MARTS = {
+    "fct_quake_revisions": ("event_date", ("quake_id",)),
+    "fct_quakes": ("event_date", ("network_code", "fe_region_number")),
+}
+#: Small and unpartitioned: bin-packed whole.
+SMALL_MARTS = ("fct_network_activity_daily",)
+INCREMENTAL_MARTS = ("fct_quake_revisions", "fct_quakes", "fct_network_activity_daily")
+SEEDS = ("usgs_magnitude_types", "usgs_networks", "fe_regions", "fe_region_cells")
+
+
+def task_spark(
+    settings: Settings, app_name: str, marker: str, catalog: bool = False
+) -> SparkSession:
+    """The task's SparkSession, its Delta commits marked with ``marker``.
+
+    Tables are read and written by path; ``catalog``: the task also reads the
+    shared catalog (dbt), so the lake's tables are registered in it first.
+    A session that never touches the catalog never connects to the metastore.
+    """
+    from spark_jobs.catalog import register_lake_tables
+    from spark_jobs.session import build_spark, spark_log_file
+
+    spark = build_spark(settings, app_name, spark_log_file(settings, app_name))
+    spark.conf.set(USER_METADATA_CONF, marker)
+    if catalog and settings.catalog.kind == "hive":
+        register_lake_tables(spark, settings)
+    return spark
+
+
+# -- compaction ----------------------------------------------------------------------
+
+
+def bronze_partitions(spark: SparkSession, settings: Settings, interval: Interval) -> list[date]:
+    """The ingestion dates whose partitions hold the interval's events.
+
+    Bronze is partitioned by ingestion date, the interval is in event time:
+    normally the interval's own day and the next (late arrivals); after a
+    replay or a backfill, the days the events were ingested.
+    """
+    from pyspark.sql import functions as F  # noqa: N812
+
+    rows = (
+        spark.read.format("delta")
+        .load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
+        .where(
+            (F.col("event_time_ms") >= interval.start_ms)
+            & (F.col("event_time_ms") < interval.end_ms)
+        )
+        .select("ingest_date")
+        .distinct()
+        .collect()
+    )
+    return sorted(row["ingest_date"] for row in rows)
+
+
+def _dates_in(column: str, dates: list[date]) -> str:
+    return f"{column} IN ({', '.join(repr(d.isoformat()) for d in dates)})"
+
+
+def compaction_targets(
+    settings: Settings, interval: Interval, bronze_dates: list[date]
+) -> list[CompactionTarget]:
+    """What the daily run compacts, and how.
+
+    Bronze's partitions holding the interval and silver are bin-packed: files
+    of a partition are already clustered by arrival, which follows event
+    time, and Delta streams skip the rewrite. The Z-ordered marts are
+    rewritten over the interval the dbt run merged (with its lookback).
+    """
+    lake = settings.lake_uri
+    targets = []
+    if bronze_dates:
+        targets.append(
+            CompactionTarget(
+                "lake.quake_changes",
+                BRONZE_QUAKE_CHANGES.path(lake),
+                _dates_in("ingest_date", bronze_dates),
+            )
+        )
+    targets.append(CompactionTarget("lake.quakes", SILVER_QUAKES.path(lake)))
+    root = marts_root(settings)
+    start, end = interval.start_date, interval.end_date
+    for name, (column, zorder) in ZORDERED_MARTS.items():
+        targets.append(
+            CompactionTarget(
+                f"marts.{name}",
+                f"{root}/{name}",
+                f"{column} >= '{start.isoformat()}' AND {column} < '{end.isoformat()}'",
+                zorder,
+            )
+        )
+    targets += [CompactionTarget(f"marts.{name}", f"{root}/{name}") for name in SMALL_MARTS]
+    return targets
+
+
+def compact(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, Any]:
+    """OPTIMIZE the interval's partitions, then VACUUM each table touched; the measurements."""
+    targets = compaction_targets(settings, interval, bronze_partitions(spark, settings, interval))
+    optimized = []
+    for target in targets:
+        result = optimize(spark, target)
+        log.info(
+            "%s %s: files %d -> %d (%d added, %d removed) in %.1f s",
+            target.name,
+            target.where or "(whole table)",
+            result.files_before,
+            result.files_after,
+            result.files_added,
+            result.files_removed,
+            result.seconds,
+        )
+        optimized.append(asdict(result))
+    retention = settings.maintenance.vacuum_retention_hours
+    vacuumed = []
+    for target in targets:
+        cleaned = vacuum(spark, target.name, target.path, retention)
+        log.info("%s: VACUUM deleted %d files", target.name, cleaned.files_deleted)
+        vacuumed.append(asdict(cleaned))
+    return {"optimize": optimized, "vacuum": vacuumed}
+
+
+# -- marts ---------------------------------------------------------------------------
+
+
+def _seed_checksums() -> dict[str, str]:
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted((DBT_PROJECT_DIR / "seeds").glob("*.csv"))
+    }
+
+
+def _seeds_state(settings: Settings) -> Path:
+    return dbt_work_dir(settings) / "seeds.sha256.json"
+
+
+def seeds_needed(spark: SparkSession, settings: Settings) -> bool:
+    """Whether a seed is missing from the catalog or its CSV changed since it was loaded.
+
+    A seed load is DROP + CREATE + INSERT (dbt-spark): reloading unchanged
+    seeds at every run would only rewrite them, so the daily run leaves them.
+    """
+    schema = settings.catalog.marts_schema
+    if not all(spark.catalog.tableExists(f"{schema}.{seed}") for seed in SEEDS):
+        return True
+    try:
+        loaded = json.loads(_seeds_state(settings).read_text())
+    except FileNotFoundError:
+        return True
+    return bool(loaded != _seed_checksums())
+
+
+def _dbt(settings: Settings, args: list[str], interval: Interval | None = None) -> DbtRun:
+    from marts.profiles import interval_vars
+    from marts.runner import require_success, run_dbt
+
+    def progress(event: str, node: str) -> None:
+        if event == "NodeFinished":
+            log.info("dbt %s: %s done", args[0], node)
+
+    window = interval_vars(interval.start_date, interval.end_date) if interval else {}
+    run = run_dbt(settings, args, window, progress)
+    require_success(run)
+    return run
+
+
+def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, Any]:
+    """``dbt build`` of the interval (models, data and unit tests), seeds when they changed.
+
+    The marts must exist before their unit tests run (they read ``this``):
+    a first build creates them empty. Returns when the build started (the
+    marts' validation leaves out rows changed since) and the nodes' outcome.
+    """
+    started = datetime.now(UTC)
+    seeded = False
+    if seeds_needed(spark, settings):
+        _dbt(settings, ["seed"])
+        _seeds_state(settings).parent.mkdir(parents=True, exist_ok=True)
+        _seeds_state(settings).write_text(json.dumps(_seed_checksums(), indent=1))
+        seeded = True
+    schema = settings.catalog.marts_schema
+    if not all(spark.catalog.tableExists(f"{schema}.{name}") for name in INCREMENTAL_MARTS):
+        _dbt(
+            settings,
+            ["build", "--empty", *_exclude("unit_test", "test", "seed")],
+        )
+    run = _dbt(settings, ["build", *_exclude("seed")], interval)
+    counts: dict[str, int] = {}
+    for node in run.nodes:
+        counts[node.status] = counts.get(node.status, 0) + 1
+    return {
+        "build_started": started.isoformat(),
+        "seeded": seeded,
+        "nodes": counts,
+        "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
+    }
+
+
+def _exclude(*resource_types: str) -> list[str]:
+    return [arg for kind in resource_types for arg in ("--exclude-resource-type", kind)]
+
+
+# -- docs ----------------------------------------------------------------------------
+
+
+_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>streamhouse docs</title></head>
+<body>
+<h1>streamhouse: data documentation</h1>
+<ul>
+<li><a href="gx/index.html">Great Expectations Data Docs</a>: every suite of bronze, silver
+and the marts, and each validation's result.</li>
+<li><a href="dbt/index.html">dbt docs</a>: the marts' models, sources, tests and lineage.</li>
+</ul>
+<p>Last published {published} by {origin}.</p>
+<p>Offline, the Data Docs pages show unstyled: their CSS and scripts come from CDNs.</p>
+</body></html>
+"""
+
+
+def publish_docs(settings: Settings, origin: str) -> str:
+    """dbt's docs (one static page) and GX's Data Docs in one site; its index page."""
+    from quality.context import DOCS_SITE, file_context
+
+    _dbt(settings, ["docs", "generate", "--static"])
+    site = settings.docs_site_dir
+    dbt_dir = site / "dbt"
+    dbt_dir.mkdir(parents=True, exist_ok=True)
+    target = dbt_work_dir(settings) / "target"
+    shutil.copyfile(target / "static_index.html", dbt_dir / "index.html")
+    for artifact in ("manifest.json", "catalog.json"):
+        shutil.copyfile(target / artifact, dbt_dir / artifact)
+    with file_context(settings) as context:
+        context.build_data_docs(site_names=[DOCS_SITE])
+    index = site / "index.html"
+    index.write_text(
+        _INDEX.format(
+            published=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), origin=origin
+        )
+    )
+    return str(index)

@@ -1,0 +1,73 @@
+"""The GX file context in ``quality/gx``, opened with this platform's output folders.
+
+The context's definitions (data source, suites, validation definitions,
+checkpoints) are committed in the repository; what running it produces
+(validation results, Data Docs) goes under the state directory. Its
+``great_expectations.yml`` names those two folders with variables that
+``file_context`` sets for the duration of the block, and turns GX's usage
+analytics off: nothing is sent anywhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from core.settings import Settings
+
+if TYPE_CHECKING:
+    from great_expectations.data_context.data_context.file_data_context import FileDataContext
+
+RESULTS_VARIABLE = "STREAMHOUSE_GX_RESULTS_DIR"
+DOCS_VARIABLE = "STREAMHOUSE_GX_DOCS_DIR"
+DATASOURCE = "lake"
+BATCH_DEFINITION = "interval"
+DOCS_SITE = "local_site"
+
+
+def docs_dir(settings: Settings) -> Path:
+    """Where GX writes its Data Docs: ``gx/`` of the one docs site."""
+    return settings.docs_site_dir / "gx"
+
+
+def results_dir(settings: Settings) -> Path:
+    """Where GX keeps its validation results."""
+    return settings.quality_results_dir / "validations"
+
+
+@contextlib.contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    # GX resolves ${VARIABLES} of its configuration from the process environment.
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextlib.contextmanager
+def file_context(settings: Settings) -> Iterator[FileDataContext]:
+    """The file context, its outputs under the state directory, the alert action registered."""
+    results_dir(settings).mkdir(parents=True, exist_ok=True)
+    docs_dir(settings).mkdir(parents=True, exist_ok=True)
+    with _environment(
+        {
+            RESULTS_VARIABLE: str(results_dir(settings)),
+            DOCS_VARIABLE: str(docs_dir(settings)),
+            "GX_ANALYTICS_ENABLED": "False",
+        }
+    ):
+        import great_expectations as gx
+
+        import quality.actions  # noqa: F401  (registers the streamhouse_alert action type)
+
+        context = gx.get_context(mode="file", project_root_dir=str(settings.quality.project_dir))
+        yield context

@@ -1,0 +1,245 @@
+"""Airflow 3 on the real stack: a day of ``lakehouse_daily`` through the scheduler, then a rerun
+that changes nothing, proven with Delta time travel.
+
+The stack's four Airflow processes (API server, scheduler, dag-processor,
+triggerer) are started by ``stack up`` like every other service; the stack's
+poller and stream fill the lake from the simulator's fixture. The test drives
+Airflow the way an operator does, over its REST API: unpause, trigger the day,
+follow the run, then clear it so the scheduler runs every task again. Each
+task is a LocalExecutor process with its own Spark JVM, so one run takes
+minutes: the run and its rerun are made once (module fixture) and every
+assertion reads them.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pyspark.sql import SparkSession
+
+from core.intervals import Interval
+from core.settings import Settings
+from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, SILVER_QUAKES
+from lake.time_travel import TableProof, commit_marker
+from orchestration.api_client import AirflowApi
+from orchestration.proof import prove_rerun, touched_tables, versions
+from streamhouse.runtime import airflow, stack
+
+#: A whole UTC day of the simulator's fixture (feed_7_day_m1: 2019-02-10 .. 2019-02-16).
+DAY = date(2019, 2, 14)
+DAG_ID = "lakehouse_daily"
+DAILY_TASKS = {
+    "wait_for_bronze",
+    "validate_bronze",
+    "validate_silver",
+    "build_marts",
+    "compact",
+    "validate_marts",
+    "publish_docs",
+    "report",
+}
+#: The tasks that commit to Delta tables; the rerun clears them and everything downstream.
+WRITING_TASKS = ("build_marts", "compact")
+RERUN_TASKS = DAILY_TASKS - {"wait_for_bronze", "validate_bronze", "validate_silver"}
+#: A run takes minutes on a quiet machine; far more when other test sessions share the cores.
+RUN_TIMEOUT_S = 1800
+#: The first test using ``daily`` pays for the run and the rerun (the suite's default is 900 s).
+pytestmark = pytest.mark.timeout(2 * RUN_TIMEOUT_S + 600)
+
+
+@dataclass
+class DailyRuns:
+    """The run of DAY, its rerun, and what the rerun did to each table."""
+
+    settings: Settings
+    api: AirflowApi
+    run_id: str
+    first_seconds: float
+    rerun_seconds: float
+    first_tasks: dict[str, str]
+    rerun_tasks: dict[str, str]
+    rerun_tries: dict[str, int]
+    summary: dict[str, Any]
+    proofs: list[TableProof]
+
+
+def _api(settings: Settings) -> AirflowApi:
+    return AirflowApi(
+        settings.airflow_url,
+        settings.airflow.admin_user,
+        airflow.shown_password(settings).get_secret_value(),
+    )
+
+
+def _states(api: AirflowApi, run_id: str) -> dict[str, str]:
+    return {str(ti["task_id"]): str(ti["state"]) for ti in api.task_instances(DAG_ID, run_id)}
+
+
+def _wait(api: AirflowApi, run_id: str) -> tuple[str, float]:
+    began = time.monotonic()
+    state = api.wait_for_run(DAG_ID, run_id, RUN_TIMEOUT_S, poll_s=5.0)
+    return state, time.monotonic() - began
+
+
+def _failure_help(settings: Settings, run_id: str, states: dict[str, str]) -> str:
+    """The failed tasks' log tails, so a red CI run says why."""
+    logs = airflow.airflow_home(settings) / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    parts = [f"task states: {states}"]
+    for task, state in states.items():
+        if state not in ("success", "skipped"):
+            for log in sorted((logs / f"task_id={task}").glob("attempt=*.log")):
+                parts.append(f"--- {log}\n{log.read_text()[-4000:]}")
+    return "\n".join(parts)
+
+
+@pytest.fixture(scope="module")
+def airflow_stack(infra_stack: Settings) -> Settings:
+    """Every service, Airflow's four processes included, and the stream's tables present."""
+    stack.up(infra_stack, report=print)
+    needed = [BRONZE_QUAKE_CHANGES, SILVER_QUAKES, QUAKE_WINDOWS_1H]
+    deadline = time.monotonic() + 300
+    while not all((Path(t.path(infra_stack.lake_uri)) / "_delta_log").is_dir() for t in needed):
+        assert time.monotonic() < deadline, "the stream did not create its tables"
+        time.sleep(3)
+    return infra_stack
+
+
+@pytest.fixture(scope="module")
+def daily(airflow_stack: Settings, spark: SparkSession) -> DailyRuns:
+    """lakehouse_daily for DAY through the scheduler, then its writing tasks cleared and rerun."""
+    settings = airflow_stack
+    api = _api(settings)
+    api.wait_for_dag(DAG_ID)
+    api.set_paused(DAG_ID, False)
+    run_id = api.trigger(DAG_ID, {"day": DAY.isoformat()})
+    state, first_seconds = _wait(api, run_id)
+    first_tasks = _states(api, run_id)
+    assert state == "success", _failure_help(settings, run_id, first_tasks)
+    summary = api.xcom(DAG_ID, run_id, "report")
+
+    tables = touched_tables(settings, Interval.of_day(DAY))
+    before = versions(spark, tables)
+    # The rerun: every task that writes (build_marts, compact) and all after them, cleared
+    # through the API so the scheduler runs them again. The read-only validations of bronze
+    # and silver are left out (CI budget: each task is a Spark JVM).
+    api.request(
+        "POST",
+        f"/dags/{DAG_ID}/clearTaskInstances",
+        json={
+            "dry_run": False,
+            "dag_run_id": run_id,
+            "task_ids": list(WRITING_TASKS),
+            "include_downstream": True,
+            "only_failed": False,
+            "reset_dag_runs": True,
+        },
+    )
+    # Cleared, the run goes back to queued before the scheduler picks it up again.
+    deadline = time.monotonic() + 60
+    while api.run(DAG_ID, run_id)["state"] == "success":
+        assert time.monotonic() < deadline, "the cleared run was not queued again"
+        time.sleep(1)
+    state, rerun_seconds = _wait(api, run_id)
+    rerun_tasks = _states(api, run_id)
+    tries = {str(ti["task_id"]): int(ti["try_number"]) for ti in api.task_instances(DAG_ID, run_id)}
+    rerun_tries = {task: n for task, n in tries.items() if n > 1}
+    assert state == "success", _failure_help(settings, run_id, rerun_tasks)
+    proofs = prove_rerun(spark, tables, before, commit_marker(DAG_ID, run_id))
+    for proof in proofs:
+        print(f"{proof.name}: {[c.line() for c in proof.commits]}")
+    print(f"lakehouse_daily {DAY}: run {first_seconds:.0f} s, rerun {rerun_seconds:.0f} s")
+    return DailyRuns(
+        settings,
+        api,
+        run_id,
+        first_seconds,
+        rerun_seconds,
+        first_tasks,
+        rerun_tasks,
+        rerun_tries,
+        summary,
+        proofs,
+    )
+
+
+def test_the_stack_runs_each_airflow_process_and_the_api_reports_them_healthy(
+    airflow_stack: Settings,
+) -> None:
+    statuses = {s.name: s for s in stack.status(airflow_stack)}
+    for name in airflow.COMPONENTS:
+        assert statuses[name].pid is not None and statuses[name].healthy, statuses[name]
+    health = httpx.get(f"{airflow_stack.airflow_url}/api/v2/monitor/health", timeout=10).json()
+    for component in ("metadatabase", "scheduler", "dag_processor", "triggerer"):
+        assert health[component]["status"] == "healthy", health
+    # The metadata is in the stack's PostgreSQL, never SQLite; no admin/admin.
+    config = airflow.config_path(airflow_stack).read_text()
+    assert "sql_alchemy_conn = postgresql+psycopg2://" in config
+    assert oct(airflow.config_path(airflow_stack).stat().st_mode & 0o777) == "0o600"
+    password = airflow.shown_password(airflow_stack).get_secret_value()
+    assert password != "admin" and len(password) >= 16
+    refused = httpx.post(
+        f"{airflow_stack.airflow_url}/auth/token",
+        json={"username": airflow_stack.airflow.admin_user, "password": "admin"},
+        timeout=10,
+    )
+    assert refused.status_code in (401, 403), refused.text
+
+
+def test_the_dags_are_parsed_without_import_errors(airflow_stack: Settings) -> None:
+    api = _api(airflow_stack)
+    for dag_id in (DAG_ID, "lakehouse_freshness", "lakehouse_replay"):
+        api.wait_for_dag(dag_id)
+    errors = api.request("GET", "/importErrors")
+    assert errors["total_entries"] == 0, errors
+
+
+def test_a_day_runs_every_task_through_the_scheduler(daily: DailyRuns) -> None:
+    assert daily.first_tasks == dict.fromkeys(DAILY_TASKS, "success")
+    assert daily.rerun_tasks == dict.fromkeys(DAILY_TASKS, "success")
+    # Each task the rerun cleared ran again: its second try.
+    assert daily.rerun_tries == dict.fromkeys(RERUN_TASKS, 2), daily.rerun_tries
+    summary = daily.summary
+    assert summary["interval"] == DAY.isoformat()
+    # Every layer validated, each suite with all its expectations met.
+    assert set(summary["quality"]) == {"bronze", "silver", "marts"}
+    for layer, suites in summary["quality"].items():
+        assert suites, f"{layer}: no suite ran"
+        for suite, outcome in suites.items():
+            passed, evaluated = outcome.split()[0].split("/")
+            assert passed == evaluated and int(evaluated) > 0, (layer, suite, outcome)
+    assert summary["dbt"] and set(summary["dbt"]) <= {"success", "pass"}, summary["dbt"]
+    compacted = {c["table"]: c for c in summary["compaction"]}
+    assert {"lake.quake_changes", "lake.quakes", "marts.fct_quakes"} <= set(compacted)
+    for entry in compacted.values():
+        assert entry["files_after"] <= entry["files_before"], entry
+    assert compacted["marts.fct_quakes"]["zorder_by"] == ["network_code", "fe_region_number"]
+
+
+def test_the_docs_site_holds_the_data_docs_and_the_dbt_docs(daily: DailyRuns) -> None:
+    index = Path(daily.summary["docs"])
+    assert index == daily.settings.docs_site_dir / "index.html" and index.is_file()
+    site = index.parent
+    gx_index = (site / "gx" / "index.html").read_text()
+    for suite in ("bronze_quake_changes", "silver_quakes", "marts_fct_quakes_integrity"):
+        assert suite in gx_index
+    assert (site / "dbt" / "index.html").is_file() and (site / "dbt" / "catalog.json").is_file()
+
+
+def test_the_rerun_changes_no_row_of_any_table(daily: DailyRuns) -> None:
+    """Each commit of the rerun equals the version before it, EXCEPT ALL both ways."""
+    assert {p.name for p in daily.proofs} >= {"lake.quake_changes", "lake.quakes"}
+    changed = [(p.name, p.differences) for p in daily.proofs if not p.unchanged]
+    assert not changed, changed
+    duplicated = [(p.name, p.rows, p.distinct_keys) for p in daily.proofs if not p.keys_unique]
+    assert not duplicated, duplicated
+    assert all(p.rows > 0 for p in daily.proofs if p.name.startswith("lake.")), daily.proofs
+    # The history shows the rerun's own versions: ZORDER rewrites the marts' partitions.
+    fct_quakes = next(p for p in daily.proofs if p.name == "marts.fct_quakes")
+    assert fct_quakes.commits and fct_quakes.version_after > fct_quakes.version_before
+    assert "OPTIMIZE" in {c.operation for c in fct_quakes.commits}
