@@ -22,7 +22,9 @@ from core.errors import UserFacingError
 from core.settings import Settings
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
+from streamhouse.cli_load import bench_app
 from streamhouse.cli_marts import app as marts_app
+from streamhouse.cli_marts import bench_marts
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -38,6 +40,7 @@ app.add_typer(stack_app, name="stack")
 app.add_typer(stream_app, name="stream")
 app.add_typer(load_app)  # `loadgen` and `bench loadgen`
 app.add_typer(marts_app, name="marts")
+bench_app.command("marts")(bench_marts)
 
 
 @stack_app.command("up")
