@@ -224,3 +224,23 @@ def test_the_diagram_types_are_one_word() -> None:
     assert mermaid_er(manifest, catalog) == (
         "erDiagram\n    fct_a {\n        decimal x\n        array y\n    }\n"
     )
+
+
+def test_missing_sources_are_told_before_spark_starts(tmp_path: Path) -> None:
+    """A local lake is checked on disk: `marts build` on an empty lake starts no JVM."""
+    from marts.runner import SOURCE_TABLES, local_missing_sources
+
+    settings = Settings(state_dir=tmp_path, lake_root=str(tmp_path / "lake"))
+    assert local_missing_sources(settings) == [
+        "lake.quake_changes",
+        "lake.quakes",
+        "lake.quake_windows_1m",
+        "lake.quake_windows_1h",
+    ]
+    for table in SOURCE_TABLES[:3]:
+        (Path(table.path(settings.lake_uri)) / "_delta_log").mkdir(parents=True)
+    assert local_missing_sources(settings) == ["lake.quake_windows_1h"]
+    as_uri = settings.model_copy(update={"lake_root": f"file:{tmp_path}/lake"})
+    assert local_missing_sources(as_uri) == ["lake.quake_windows_1h"]
+    remote = settings.model_copy(update={"lake_root": "s3a://bucket/lake"})
+    assert local_missing_sources(remote) is None
