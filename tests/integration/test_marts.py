@@ -43,7 +43,7 @@ from streamhouse.runtime import stack
 
 # One scenario of six dbt commands (each a JVM). The shared fixture's setup counts
 # against the first test's timeout: it took 14 minutes with a load average of 18, and
-# passed 20 (timed out at 1200 s) with a load average of 21 on the shared machine.
+# went past 20 minutes (timed out at 1200 s) with a load average of 21 on the shared machine.
 pytestmark = pytest.mark.timeout(1800)
 
 FACTS = ("fct_quake_revisions", "fct_quakes", "fct_network_activity_daily")
