@@ -41,6 +41,7 @@ lint: venv
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	$(BIN)/python -m marts.lint
 
 unit: venv
 	$(BIN)/pytest -m "not integration" -q

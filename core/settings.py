@@ -363,7 +363,10 @@ class CatalogSettings(BaseModel):
         "(default: <lake_root>/_warehouse).",
     )
     lake_schema: str = Field("lake", description="Schema of the lake's tables (by location).")
-    marts_schema: str = Field("marts", description="Schema of the dbt marts.")
+    marts_schema: str = Field("marts", description="Schema of the dbt marts (and seeds).")
+    staging_schema: str = Field(
+        "staging", description="Schema of the dbt staging and intermediate views."
+    )
 
 
 class SourceSettings(BaseModel):
@@ -692,6 +695,31 @@ class MaintenanceSettings(BaseModel):
         return self
 
 
+class MartsSettings(BaseModel):
+    """The dbt marts (``streamhouse marts``, ``dbt/``)."""
+
+    project_dir: Path = Field(
+        PROJECT_ROOT / "dbt", description="The dbt project the marts commands run."
+    )
+    lookback_days: int = Field(
+        3,
+        ge=0,
+        description="Days before an incremental run's start it re-merges, so that a revision "
+        "arriving that late updates its row.",
+    )
+    threads: int = Field(
+        4,
+        ge=1,
+        description="dbt threads: nodes built or tested at once (the session shares one "
+        "SparkSession between them).",
+    )
+    target: str = Field(
+        "session",
+        description="Output of dbt/profiles.yml: session (Spark in the command's process) or "
+        "thrift (a Spark Thrift server sharing the metastore).",
+    )
+
+
 class Settings(BaseSettings):
     """All settings of the platform, from ``STREAMHOUSE_*`` environment variables."""
 
@@ -730,6 +758,7 @@ class Settings(BaseSettings):
     airflow: AirflowSettings = AirflowSettings()
     quality: QualitySettings = QualitySettings()
     maintenance: MaintenanceSettings = MaintenanceSettings()
+    marts: MartsSettings = MartsSettings()
 
     @field_validator("state_dir")
     @classmethod

@@ -7,13 +7,13 @@ the driver's classpath, ``spark_jobs.session``).
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
-from core.settings import PROJECT_ROOT, Settings
+from core.errors import UserFacingError
+from core.settings import Settings
 from spark_jobs.session import catalog_config, connector_jars
-
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt"
 
 
 def marts_root(settings: Settings) -> str:
@@ -22,8 +22,9 @@ def marts_root(settings: Settings) -> str:
 
 
 def dbt_work_dir(settings: Settings) -> Path:
-    """dbt's target and log folders: under the state directory, not in the repository."""
-    return settings.state_dir / "dbt"
+    """dbt's target and log folders: under the state directory, not in the repository; one
+    per marts schema (the benchmark's own schema keeps its own manifest)."""
+    return settings.state_dir / "dbt" / settings.catalog.marts_schema
 
 
 def dbt_env(settings: Settings) -> dict[str, str]:
@@ -33,8 +34,14 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "STREAMHOUSE_DBT_SPARK_MASTER": settings.spark.master,
         "STREAMHOUSE_DBT_SPARK_JARS": ",".join(str(p) for p in connector_jars(settings)),
         "STREAMHOUSE_DBT_DRIVER_CLASSPATH": catalog.get("spark.driver.extraClassPath", ""),
+        "STREAMHOUSE_DBT_CATALOG_IMPLEMENTATION": catalog["spark.sql.catalogImplementation"],
         "STREAMHOUSE_DBT_WAREHOUSE_DIR": settings.warehouse_uri,
         "STREAMHOUSE_DBT_LOCATION_ROOT": marts_root(settings),
+        "STREAMHOUSE_DBT_TARGET": settings.marts.target,
+        "STREAMHOUSE_DBT_LAKE_SCHEMA": settings.catalog.lake_schema,
+        "STREAMHOUSE_DBT_MARTS_SCHEMA": settings.catalog.marts_schema,
+        "STREAMHOUSE_DBT_STAGING_SCHEMA": settings.catalog.staging_schema,
+        "STREAMHOUSE_DBT_THREADS": str(settings.marts.threads),
     }
 
 
@@ -44,11 +51,25 @@ def dbt_path_flags(settings: Settings) -> list[str]:
     return ["--target-path", str(work / "target"), "--log-path", str(work / "logs")]
 
 
-def interval_vars(start: date | None, end: date | None) -> dict[str, str]:
-    """dbt vars of the interval [start, end) a build covers; none: the daily run."""
-    values = {}
-    if start is not None:
-        values["start_date"] = start.isoformat()
-    if end is not None:
-        values["end_date"] = end.isoformat()
-    return values
+def interval_vars(
+    settings: Settings, start: date | None, end: date | None, today: date
+) -> dict[str, Any]:
+    """dbt vars of a run over event dates [start, end) and its lookback.
+
+    Always explicit, never left to the project's defaults: dbt keeps a parsed
+    project between runs (partial parsing) and re-parses when the vars change,
+    so a run on a new day must pass that day. Defaults: the day ``today``
+    (UTC) for the start; the day after ``start`` or ``today``, the later, for
+    the end.
+    """
+    first = start or (end - timedelta(days=1) if end is not None else today)
+    last = end or max(first, today) + timedelta(days=1)
+    if last <= first:
+        raise UserFacingError(
+            f"--end {last} is not after --start {first}: the interval is [start, end)."
+        )
+    return {
+        "start_date": first.isoformat(),
+        "end_date": last.isoformat(),
+        "lookback_days": settings.marts.lookback_days,
+    }

@@ -15,12 +15,13 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.errors import UserFacingError
 from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES
-from marts.profiles import DBT_PROJECT_DIR, dbt_env, dbt_path_flags
+from marts.profiles import dbt_env, dbt_path_flags
 from spark_jobs.catalog import qualified_name, register_lake_tables
 from spark_jobs.session import build_spark
 
@@ -32,6 +33,8 @@ SOURCE_TABLES = (BRONZE_QUAKE_CHANGES, SILVER_QUAKES, QUAKE_WINDOWS_1M, QUAKE_WI
 
 # dbtRunner keeps global state: two invocations at once in one process corrupt it.
 _DBT_LOCK = threading.Lock()
+# The last command's outcome, for a caller that shows it after a failure was raised.
+_LAST: list[DbtRun] = []
 
 
 @dataclass
@@ -61,8 +64,34 @@ class DbtRun:
 Progress = Callable[[str, str], None]  # (event, node name)
 
 
+def local_missing_sources(settings: Settings) -> list[str] | None:
+    """The source tables without a Delta log on a local lake; None when the lake is remote
+    (only Spark can tell then)."""
+    uri = settings.lake_uri
+    if "://" in uri and not uri.startswith("file:"):
+        return None
+    return [
+        qualified_name(settings, t)
+        for t in SOURCE_TABLES
+        if not (Path(t.path(uri).removeprefix("file:")) / "_delta_log").is_dir()
+    ]
+
+
+def _missing_sources_error(settings: Settings, missing: list[str]) -> UserFacingError:
+    return UserFacingError(
+        f"The marts read {', '.join(missing)}, which does not exist yet at "
+        f"{SOURCE_TABLES[0].path(settings.lake_uri).rsplit('/', 2)[0]}: run the "
+        "streaming job first (`streamhouse stack up streaming`, or "
+        "`streamhouse stream run --available-now`)."
+    )
+
+
 def marts_spark(settings: Settings) -> SparkSession:
     """The session dbt runs in; the lake's tables registered, the marts' sources checked."""
+    # On a local lake a missing source is told before a JVM starts (a minute on two cores).
+    missing = local_missing_sources(settings)
+    if missing:
+        raise _missing_sources_error(settings, missing)
     spark = build_spark(settings, "streamhouse-marts")
     registered = register_lake_tables(spark, settings)
     missing = [
@@ -71,12 +100,7 @@ def marts_spark(settings: Settings) -> SparkSession:
         if not registered.get(qualified_name(settings, t))
     ]
     if missing:
-        raise UserFacingError(
-            f"The marts read {', '.join(missing)}, which does not exist yet at "
-            f"{SOURCE_TABLES[0].path(settings.lake_uri).rsplit('/', 2)[0]}: run the "
-            "streaming job first (`streamhouse stack up streaming`, or "
-            "`streamhouse stream run --available-now`)."
-        )
+        raise _missing_sources_error(settings, missing)
     return spark
 
 
@@ -110,9 +134,9 @@ def run_dbt(
     command = [
         *args,
         "--project-dir",
-        str(DBT_PROJECT_DIR),
+        str(settings.marts.project_dir),
         "--profiles-dir",
-        str(DBT_PROJECT_DIR),
+        str(settings.marts.project_dir),
         *dbt_path_flags(settings),
     ]
     if dbt_vars:
@@ -128,6 +152,7 @@ def run_dbt(
     with _DBT_LOCK, _environment(dbt_env(settings)):
         result = dbtRunner(callbacks=[on_event]).invoke(command)
     run = DbtRun(command, bool(result.success))
+    _LAST[:] = [run]
     if result.exception is not None:
         raise UserFacingError(
             f"dbt {' '.join(args)} could not run: {str(result.exception).splitlines()[0]}"
@@ -146,13 +171,20 @@ def run_dbt(
     return run
 
 
+def last_run() -> DbtRun | None:
+    """The outcome of the last dbt command run in this process, if any."""
+    return _LAST[0] if _LAST else None
+
+
 def require_success(run: DbtRun) -> None:
     """A one-sentence error naming the failed nodes, when there are any."""
     if run.success:
         return
     failed = run.failures
     if failed:
-        first = failed[0].message.strip().splitlines()[0] if failed[0].message else ""
+        # dbt's message starts "Runtime Error in model X (path)"; the cause is on the next lines.
+        lines = [line.strip() for line in failed[0].message.splitlines() if line.strip()]
+        cause = " ".join(lines[:3])[:400]
         names = ", ".join(f"{n.resource_type} {n.name}" for n in failed)
-        raise UserFacingError(f"dbt failed on {names} ({first[:300]}); see the log above.")
+        raise UserFacingError(f"dbt failed on {names} ({cause}); see the log above.")
     raise UserFacingError("dbt failed; see its log above.")

@@ -10,14 +10,11 @@ so the rerun proof can tell its versions from the streaming job's.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import shutil
 import time
 from dataclasses import asdict
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from core.intervals import Interval
@@ -25,9 +22,11 @@ from core.settings import Settings
 from lake.maintenance import CompactionTarget, optimize, vacuum
 from lake.tables import BRONZE_QUAKE_CHANGES, SILVER_QUAKES
 from lake.time_travel import USER_METADATA_CONF
-from marts.profiles import DBT_PROJECT_DIR, dbt_work_dir, marts_root
+from marts.profiles import dbt_work_dir, marts_root
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pyspark.sql import SparkSession
 
     from marts.runner import DbtRun
@@ -161,74 +160,48 @@ def compact(spark: SparkSession, settings: Settings, interval: Interval) -> dict
 # -- marts ---------------------------------------------------------------------------
 
 
-def _seed_checksums() -> dict[str, str]:
-    return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((DBT_PROJECT_DIR / "seeds").glob("*.csv"))
-    }
-
-
-def _seeds_state(settings: Settings) -> Path:
-    return dbt_work_dir(settings) / "seeds.sha256.json"
-
-
-def seeds_needed(spark: SparkSession, settings: Settings) -> bool:
-    """Whether a seed is missing from the catalog or its CSV changed since it was loaded.
-
-    A seed load is DROP + CREATE + INSERT (dbt-spark): reloading unchanged
-    seeds at every run would only rewrite them, so the daily run leaves them.
-    """
-    schema = settings.catalog.marts_schema
-    if not all(spark.catalog.tableExists(f"{schema}.{seed}") for seed in SEEDS):
-        return True
-    try:
-        loaded = json.loads(_seeds_state(settings).read_text())
-    except FileNotFoundError:
-        return True
-    return bool(loaded != _seed_checksums())
-
-
 def _dbt(settings: Settings, args: list[str], interval: Interval | None = None) -> DbtRun:
-    from marts.profiles import interval_vars
     from marts.runner import require_success, run_dbt
 
-    def progress(event: str, node: str) -> None:
-        if event == "NodeFinished":
-            log.info("dbt %s: %s done", args[0], node)
-
-    window = interval_vars(interval.start_date, interval.end_date) if interval else {}
-    run = run_dbt(settings, args, window, progress)
+    window = _window(settings, interval) if interval else {}
+    run = run_dbt(settings, args, window, _progress(args[0]))
     require_success(run)
     return run
 
 
-def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, Any]:
-    """``dbt build`` of the interval (models, data and unit tests), seeds when they changed.
+def _window(settings: Settings, interval: Interval) -> dict[str, Any]:
+    from marts.profiles import interval_vars
 
-    The marts must exist before their unit tests run (they read ``this``):
-    a first build creates them empty. Returns when the build started (the
-    marts' validation leaves out rows changed since) and the nodes' outcome.
+    return interval_vars(settings, interval.start_date, interval.end_date, interval.start_date)
+
+
+def _progress(command: str) -> Callable[[str, str], None]:
+    def progress(event: str, node: str) -> None:
+        if event == "NodeFinished":
+            log.info("dbt %s: %s done", command, node)
+
+    return progress
+
+
+def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, Any]:
+    """``dbt build`` of the interval (models, data and unit tests), as ``marts build`` runs it.
+
+    ``marts.build`` loads only the seeds whose CSV changed and, on a first
+    build, runs the unit tests once the marts exist. Returns when the build
+    started (the marts' validation leaves out rows changed since) and the
+    nodes' outcome.
     """
+    from marts.build import build
+
     started = datetime.now(UTC)
-    seeded = False
-    if seeds_needed(spark, settings):
-        _dbt(settings, ["seed"])
-        _seeds_state(settings).parent.mkdir(parents=True, exist_ok=True)
-        _seeds_state(settings).write_text(json.dumps(_seed_checksums(), indent=1))
-        seeded = True
-    schema = settings.catalog.marts_schema
-    if not all(spark.catalog.tableExists(f"{schema}.{name}") for name in INCREMENTAL_MARTS):
-        _dbt(
-            settings,
-            ["build", "--empty", *_exclude("unit_test", "test", "seed")],
-        )
-    run = _dbt(settings, ["build", *_exclude("seed")], interval)
+    result = build(spark, settings, _window(settings, interval), progress=_progress("build"))
     counts: dict[str, int] = {}
-    for node in run.nodes:
-        counts[node.status] = counts.get(node.status, 0) + 1
+    for run in result.runs:
+        for node in run.nodes:
+            counts[node.status] = counts.get(node.status, 0) + 1
     return {
         "build_started": started.isoformat(),
-        "seeded": seeded,
+        "seeded": bool(result.seeds_loaded),
         "nodes": counts,
         "seconds": round((datetime.now(UTC) - started).total_seconds(), 1),
     }

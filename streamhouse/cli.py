@@ -22,7 +22,9 @@ from core.errors import UserFacingError
 from core.settings import Settings
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
+from streamhouse.cli_load import bench_app
 from streamhouse.cli_marts import app as marts_app
+from streamhouse.cli_marts import bench_marts
 from streamhouse.cli_monitoring import alerting_app, console_url, dashboard_app
 from streamhouse.cli_orchestration import airflow_app, docs_location, quality_app
 
@@ -50,6 +52,9 @@ app.add_typer(quality_app, name="quality")
 def docs() -> None:
     """Print where the one docs site is (GX Data Docs and dbt docs); it opens nothing."""
     guarded(lambda: out.print(docs_location(load_settings()), markup=False, highlight=False))
+
+
+bench_app.command("marts")(bench_marts)
 
 
 @stack_app.command("up")

@@ -75,6 +75,7 @@ def _plan(settings: Settings, **overrides: Any) -> Any:
             out_of_order=load.out_of_order,
             late=load.late,
             late_by_ms=int(load.late_by_s * 1000),
+            stable_event_time=overrides.get("history_ms") is not None,
         )
     except ValueError as error:
         raise UserFacingError(f"{error}: change the shares or the entity count.") from None
@@ -95,7 +96,30 @@ def _plan(settings: Settings, **overrides: Any) -> Any:
         source_name=load.source_name,
         run_id=new_run_id(),
         flush_timeout_s=load.flush_timeout_s,
+        history_ms=overrides.get("history_ms"),
     )
+
+
+def history_span_ms(days: float, end: str | None, now_ms: int) -> tuple[int, int]:
+    """(start, end) epoch ms of a history of ``days`` days ending at ``end`` (ISO, UTC; now)."""
+    from datetime import UTC, datetime
+
+    if end is None:
+        end_ms = now_ms
+    else:
+        try:
+            moment = datetime.fromisoformat(end)
+        except ValueError:
+            raise UserFacingError(
+                f"--history-end {end!r} is not a date or time: write it like 2026-11-26."
+            ) from None
+        end_ms = int(moment.replace(tzinfo=moment.tzinfo or UTC).timestamp() * 1000)
+    if end_ms > now_ms:
+        raise UserFacingError(
+            f"--history-end {end} is in the future: the stream would quarantine those events; "
+            "give a time before now."
+        )
+    return end_ms - int(days * 86_400_000), end_ms
 
 
 def _summary_table(totals: Any, plan: Any) -> Table:
@@ -210,13 +234,36 @@ def loadgen(  # noqa: PLR0917 - typer maps each parameter to an option
     entities: Annotated[int | None, typer.Option(min=1, help="Distinct entity ids.")] = None,
     topic: Annotated[str | None, typer.Option(help="Default: kafka.changes_topic.")] = None,
     seed: Annotated[int | None, typer.Option(help="Seed of the generated stream.")] = None,
+    history_days: Annotated[
+        float | None,
+        typer.Option(
+            "--history-days",
+            min=0.001,
+            help="Spread event times and Kafka timestamps evenly over this many past days "
+            "(needs --events); revisions keep their quake's event time.",
+        ),
+    ] = None,
+    history_end: Annotated[
+        str | None,
+        typer.Option("--history-end", help="End of the history (ISO date or time, UTC; now)."),
+    ] = None,
 ) -> None:
     """Send synthetic change events (quake_change.avsc) straight to Kafka, then print a summary."""
+    import time
 
     def action() -> None:
         if rate is not None and max_speed:
             raise UserFacingError("give either --rate N or --max, not both.")
         _check_goal(events, duration)
+        if history_days is None and history_end is not None:
+            raise UserFacingError("--history-end needs --history-days.")
+        if history_days is not None and events is None:
+            raise UserFacingError("--history-days needs --events N (not --duration).")
+        history = (
+            history_span_ms(history_days, history_end, time.time_ns() // 1_000_000)
+            if history_days is not None
+            else None
+        )
         settings = load_settings()
         plan = _plan(
             settings,
@@ -231,6 +278,7 @@ def loadgen(  # noqa: PLR0917 - typer maps each parameter to an option
             entities=entities,
             topic=topic,
             seed=seed,
+            history_ms=history,
         )
         totals = _run(settings, plan, serve_metrics=True, show=True)
         out.print(_summary_table(totals, plan))

@@ -2,21 +2,32 @@
 
 dbt runs in this process on a SparkSession built from the settings (the
 shared metastore, the cached jars), so the streaming job may keep running.
+The steps themselves are in ``marts.build``; this module parses options and
+shows progress.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import date
-from typing import Annotated
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from core.errors import UserFacingError
 from core.settings import Settings
 from streamhouse.cli_common import console, guarded, load_settings, out, report
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from marts.runner import DbtRun
 
 app = typer.Typer(
     help="The dbt marts: a star schema on the lake's Delta tables.", no_args_is_help=True
@@ -34,72 +45,65 @@ def _date(text: str | None, option: str) -> date | None:
         ) from None
 
 
-def _run(args: list[str], start: str | None = None, end: str | None = None) -> None:
+def _window(settings: Settings, start: str | None, end: str | None) -> dict[str, Any]:
     from marts.profiles import interval_vars
+
+    today = datetime.now(UTC).date()
+    return interval_vars(settings, _date(start, "--start"), _date(end, "--end"), today)
+
+
+def _spark(settings: Settings) -> SparkSession:
     from marts.runner import marts_spark
 
-    settings = load_settings()
-    window = interval_vars(_date(start, "--start"), _date(end, "--end"))
-    began = time.monotonic()
     with console.status("starting Spark on the shared catalog"):
-        spark = marts_spark(settings)
-    if args[0] in ("build", "run") and not all(
-        spark.catalog.tableExists(f"{settings.catalog.marts_schema}.{name}")
-        for name in INCREMENTAL_MARTS
-    ):
-        # Unit tests of incremental models read the columns of the existing table
-        # (`this`): create the marts empty first, as dbt's docs advise.
-        report("first build: creating the marts empty (dbt build --empty)")
-        _run_nodes(settings, [*EMPTY_BUILD], {})
-    _run_nodes(settings, args, window)
-    report(f"dbt {args[0]} done in {time.monotonic() - began:.1f} s")
+        return marts_spark(settings)
 
 
-INCREMENTAL_MARTS = ("fct_quake_revisions", "fct_quakes", "fct_network_activity_daily")
-EMPTY_BUILD = (
-    "build",
-    "--empty",
-    "--exclude-resource-type",
-    "unit_test",
-    "--exclude-resource-type",
-    "test",
-)
-
-
-def _run_nodes(settings: Settings, args: list[str], window: dict[str, str]) -> None:
-    from marts.runner import require_success, run_dbt
-
+@contextmanager
+def node_progress(title: str, shown_on: Console = console) -> Iterator[Callable[[str, str], None]]:
+    """A live line naming the dbt node running and counting the ones done."""
     with Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
         TextColumn("{task.completed} done"),
         TimeElapsedColumn(),
-        console=console,
+        console=shown_on,
     ) as progress:
-        task = progress.add_task(f"dbt {args[0]}", total=None)
+        task = progress.add_task(title, total=None)
 
         def on_node(event: str, node: str) -> None:
             if event == "NodeStart":
-                progress.update(task, description=f"dbt {args[0]}: {node}")
-            else:
+                progress.update(task, description=f"{title}: {node}")
+            elif event == "NodeFinished":
                 progress.advance(task)
 
-        run = run_dbt(settings, args, window, on_node)
+        yield on_node
+
+
+def _summary(run: DbtRun) -> None:
+    """The failed nodes, or the slowest, and the count of each status."""
     counts: dict[str, int] = {}
     for node in run.nodes:
         counts[node.status] = counts.get(node.status, 0) + 1
     slowest = sorted(run.nodes, key=lambda n: n.seconds, reverse=True)[:5]
     shown = [n for n in run.nodes if n.status not in ("pass", "success")] or slowest
-    table = Table("node", "status", "seconds", title=f"dbt {' '.join(args)}")
+    table = Table("node", "status", "seconds", title=f"dbt {' '.join(run.command[:2])}")
     for node in shown:
         table.add_row(f"{node.resource_type} {node.name}", node.status, f"{node.seconds:.1f}")
     out.print(table)
     out.print(", ".join(f"{count} {status}" for status, count in sorted(counts.items())))
-    require_success(run)
 
 
-StartOption = Annotated[str | None, typer.Option("--start", help="First event date (ISO).")]
-EndOption = Annotated[str | None, typer.Option("--end", help="Event date after the last (ISO).")]
+def _on_step(_event: str, message: str) -> None:
+    report(message)
+
+
+StartOption = Annotated[
+    str | None, typer.Option("--start", help="First event date (ISO); default: today (UTC).")
+]
+EndOption = Annotated[
+    str | None, typer.Option("--end", help="Event date after the last (ISO); default: tomorrow.")
+]
 
 
 @app.command("build")
@@ -109,43 +113,102 @@ def build(
     ] = False,
     start: StartOption = None,
     end: EndOption = None,
+    select: Annotated[
+        list[str] | None,
+        typer.Option("--select", help="dbt node selection (repeat), e.g. fct_quakes+."),
+    ] = None,
 ) -> None:
-    """Seed, build and test the marts for an interval of event dates (default: the last days)."""
-    guarded(lambda: _run(["build", *(["--full-refresh"] if full_refresh else [])], start, end))
+    """Seed, build and test the marts for an interval of event dates and its lookback."""
+    from marts import build as steps
+
+    def action() -> None:
+        settings = load_settings()
+        window = _window(settings, start, end)
+        report(
+            f"interval [{window['start_date']}, {window['end_date']}) plus "
+            f"{window['lookback_days']} days of lookback"
+            + (" (full refresh: every date)" if full_refresh else "")
+        )
+        spark = _spark(settings)
+        try:
+            with node_progress("dbt build") as on_node:
+                result = steps.build(
+                    spark,
+                    settings,
+                    window,
+                    full_refresh=full_refresh,
+                    select=select,
+                    progress=on_node,
+                    on_step=_on_step,
+                )
+        finally:
+            _show_last_run()
+        report(f"dbt build done in {result.seconds:.1f} s")
+
+    guarded(action)
+
+
+def _show_last_run() -> None:
+    from marts.runner import last_run
+
+    run = last_run()
+    if run is not None:
+        _summary(run)
 
 
 @app.command("test")
 def test() -> None:
     """Run the marts' data and unit tests, and the sources' freshness."""
+    from marts.runner import require_success, run_dbt
 
     def action() -> None:
-        _run(["source", "freshness"])
-        _run(["test"])
+        settings = load_settings()
+        window = _window(settings, None, None)
+        _spark(settings)
+        for args, title in ((["source", "freshness"], "freshness"), (["test"], "dbt test")):
+            with node_progress(title) as on_node:
+                run = run_dbt(settings, args, window, on_node)
+            _summary(run)
+            require_success(run)
 
     guarded(action)
 
 
 @app.command("docs")
-def docs() -> None:
-    """Generate dbt's documentation site (catalog.json, manifest.json, index.html)."""
+def docs(
+    diagram_copy: Annotated[
+        Path | None,
+        typer.Option(
+            "--diagram", help="Also write the star schema page here (e.g. dbt/star_schema.md)."
+        ),
+    ] = None,
+) -> None:
+    """Generate dbt's documentation site and the star schema diagram from its manifest."""
+    import json
+
+    from marts.diagram import mermaid_er, star_schema_page
     from marts.profiles import dbt_work_dir
+    from marts.runner import require_success, run_dbt
 
     def action() -> None:
-        import json
-
-        from marts.diagram import mermaid_er
-        from marts.profiles import DBT_PROJECT_DIR
-
-        _run(["docs", "generate"])
-        target = dbt_work_dir(load_settings()) / "target"
-        diagram = mermaid_er(json.loads((target / "manifest.json").read_text()))
-        page = DBT_PROJECT_DIR / "star_schema.md"
-        page.write_text(
-            "# The star schema (generated by `streamhouse marts docs` from dbt's manifest)\n\n"
-            f"```mermaid\n{diagram}```\n"
+        settings = load_settings()
+        window = _window(settings, None, None)
+        _spark(settings)
+        with console.status("dbt docs generate"):
+            run = run_dbt(settings, ["docs", "generate"], window)
+        require_success(run)
+        target = dbt_work_dir(settings) / "target"
+        diagram = mermaid_er(
+            json.loads((target / "manifest.json").read_text()),
+            json.loads((target / "catalog.json").read_text()),
         )
+        page = star_schema_page(diagram)
+        (target / "star_schema.md").write_text(page)
         report(f"static site: {target / 'index.html'} (open it, or serve {target})")
-        report(f"star schema: {page}")
+        report(f"star schema: {target / 'star_schema.md'}")
+        if diagram_copy is not None:
+            diagram_copy.write_text(page)
+            report(f"star schema: {diagram_copy}")
 
     guarded(action)
 
@@ -153,31 +216,116 @@ def docs() -> None:
 @app.command("verify-idempotent")
 def verify_idempotent(start: StartOption = None, end: EndOption = None) -> None:
     """Rebuild an interval and prove with Delta time travel that no mart changed."""
+    from marts.build import run_models
     from marts.idempotency import verify_idempotent as verify
-    from marts.runner import marts_spark
 
     def action() -> None:
         settings = load_settings()
-        with console.status("starting Spark on the shared catalog"):
-            spark = marts_spark(settings)
-        checks = verify(spark, settings, lambda: _run(["run"], start, end))
-        table = Table("mart", "version before", "after", "only before", "only after")
-        for check in checks:
-            after = str(check.version_after) if check.new_version else "(no new version)"
-            table.add_row(
-                check.name,
-                str(check.version_before),
-                after,
-                str(check.only_before),
-                str(check.only_after),
-            )
-        out.print(table)
-        for check in checks:
-            for line in check.history:
-                out.print(f"{check.name} {line}", markup=False, highlight=False)
+        window = _window(settings, start, end)
+        spark = _spark(settings)
+        began = time.monotonic()
+
+        def rebuild() -> None:
+            with node_progress("dbt run (the rebuild)") as on_node:
+                run_models(settings, window, on_node)
+
+        checks = verify(spark, settings, rebuild)
+        show_idempotency(checks)
+        report(f"rebuilt and compared in {time.monotonic() - began:.1f} s")
         changed = [c.name for c in checks if not c.unchanged]
         if changed:
             raise UserFacingError(f"Rebuilding changed {', '.join(changed)}: not idempotent.")
-        out.print("[green]idempotent[/]: every mart equals its version before the rebuild")
 
     guarded(action)
+
+
+def show_idempotency(checks: list[Any]) -> None:
+    """The versions before and after a rebuild, the differences, the new history lines."""
+    table = Table("mart", "version before", "after", "only before", "only after")
+    for check in checks:
+        after = str(check.version_after) if check.new_version else "(no new version)"
+        table.add_row(
+            check.name,
+            str(check.version_before),
+            after,
+            str(check.only_before),
+            str(check.only_after),
+        )
+    out.print(table)
+    for check in checks:
+        for line in check.history:
+            out.print(f"{check.name} {line}", markup=False, highlight=False)
+    if all(c.unchanged for c in checks):
+        committed = [c.name for c in checks if c.new_version]
+        out.print(
+            "[green]idempotent[/]: every mart equals its version before the rebuild"
+            + (
+                f"; new versions with equal rows: {', '.join(committed)}"
+                if committed
+                else "; the rebuild committed no version (every MERGE was empty)"
+            )
+        )
+
+
+def bench_marts(
+    days: Annotated[int, typer.Option("--days", min=5, help="Days of history.")] = 30,
+    events_per_day: Annotated[
+        int, typer.Option("--events-per-day", min=100, help="Events of each day.")
+    ] = 20_000,
+    runs: Annotated[
+        int, typer.Option("--runs", min=1, help="Full refresh + daily run pairs, alternated.")
+    ] = 2,
+    output: Annotated[Path, typer.Option(help="Where to save the JSON (and PNG) report.")] = (
+        Path("benchmarks") / "results" / "marts.json"
+    ),
+) -> None:
+    """Full refresh against one daily incremental run at N days of history, side by side."""
+    from marts import bench
+
+    def action() -> None:
+        settings = load_settings()
+        command = (
+            f"streamhouse bench marts --days {days} --events-per-day {events_per_day} --runs {runs}"
+        )
+        result = bench.run_benchmark(
+            settings,
+            days=days,
+            events_per_day=events_per_day,
+            runs=runs,
+            output=output,
+            command=command,
+            report=report,
+        )
+        show_bench(result)
+        out.print(f"report {output}, plot {output.with_suffix('.png')}")
+
+    guarded(action)
+
+
+def show_bench(result: Any) -> None:
+    """The benchmark's figures, and each target met or missed."""
+    table = Table(
+        "run", "seconds", "rows written", "files written", "files read", "rows read",
+        title=f"marts at {result.days} days ({result.bronze_rows:,} bronze rows)",
+    )  # fmt: skip
+    for run in result.runs:
+        table.add_row(
+            run.kind,
+            f"{run.seconds:.1f}",
+            f"{sum(run.rows_written.values()):,}",
+            f"{sum(run.files_written.values()):,}",
+            f"{sum(run.files_read.values()):,}",
+            f"{sum(run.rows_read.values()):,}",
+        )
+    out.print(table)
+    share = result.incremental_share
+    out.print(
+        f"daily run / full refresh (medians): {share:.1%} (target <= 5 %: "
+        f"{'met' if share <= 0.05 else 'missed'}); equal to the full refresh: "
+        f"{result.equal_to_full_refresh}"
+    )
+    for query in result.one_day:
+        out.print(
+            f"one day of {query.mart}: {query.files_read} of {query.files_in_table} files "
+            f"({query.share:.1%}; target <= 5 %: {'met' if query.share <= 0.05 else 'missed'})"
+        )

@@ -1,30 +1,58 @@
 {#- The interval a run builds, by event date: [interval_start(), interval_end()).
     `streamhouse marts build --start D --end D` sets the vars; without them a
-    run covers the last `lookback_days` days up to today (the daily run). The
-    lookback start is where a run re-merges from, so that a revision arriving
-    days late updates its row. Dates are literals, so Delta prunes partitions
-    at planning time. -#}
-{% macro interval_end() -%}
-    {%- if var('end_date') -%}
-        date'{{ var("end_date") }}'
+    run covers the day it started (UTC), so the daily run re-merges that day
+    and the `lookback_days` days before it. The lookback start is where a run re-merges from, so
+    that a revision arriving days late updates its row.
+
+    Every bound is rendered as a literal (a date, a timestamp or epoch
+    milliseconds), computed here once per run: Delta prunes partitions and
+    skips files by their min/max statistics only for a literal compared with a
+    stored column, never for an expression such as current_date() or
+    to_date(timestamp_millis(event_time_ms)). -#}
+{% macro _interval_date(name) -%}
+    {%- set text = var(name) -%}
+    {%- if text -%}
+        {{ return(modules.datetime.date.fromisoformat(text)) }}
+    {%- elif name == 'end_date' -%}
+        {{ return(run_started_at.date() + modules.datetime.timedelta(days=1)) }}
     {%- else -%}
-        date_add(current_date(), 1)
+        {{ return(run_started_at.date()) }}
     {%- endif -%}
+{%- endmacro %}
+
+{% macro _lookback_date() -%}
+    {{ return(_interval_date('start_date') - modules.datetime.timedelta(days=var('lookback_days') | int)) }}
+{%- endmacro %}
+
+{% macro _epoch_ms(day) -%}
+    {{ return((day - modules.datetime.date(1970, 1, 1)).days * 86400000) }}
 {%- endmacro %}
 
 {% macro interval_start() -%}
-    {%- if var('start_date') -%}
-        date'{{ var("start_date") }}'
-    {%- else -%}
-        date_sub(current_date(), {{ var('lookback_days') }})
-    {%- endif -%}
+    date'{{ _interval_date("start_date") }}'
+{%- endmacro %}
+
+{% macro interval_end() -%}
+    date'{{ _interval_date("end_date") }}'
 {%- endmacro %}
 
 {% macro lookback_start() -%}
-    date_sub({{ interval_start() }}, {{ var('lookback_days') }})
+    date'{{ _lookback_date() }}'
 {%- endmacro %}
 
-{#- The rows of an incremental run: event dates in [lookback start, end). -#}
+{#- The rows of an incremental run: a date column in [lookback start, end). -#}
 {% macro in_interval(date_column) -%}
     {{ date_column }} >= {{ lookback_start() }} and {{ date_column }} < {{ interval_end() }}
+{%- endmacro %}
+
+{#- The same interval on a UTC timestamp column. -#}
+{% macro in_interval_timestamp(timestamp_column) -%}
+    {{ timestamp_column }} >= timestamp'{{ _lookback_date() }} 00:00:00'
+    and {{ timestamp_column }} < timestamp'{{ _interval_date("end_date") }} 00:00:00'
+{%- endmacro %}
+
+{#- The same interval on epoch milliseconds (the lake's event_time_ms). -#}
+{% macro in_interval_ms(ms_column) -%}
+    {{ ms_column }} >= {{ _epoch_ms(_lookback_date()) }}
+    and {{ ms_column }} < {{ _epoch_ms(_interval_date("end_date")) }}
 {%- endmacro %}

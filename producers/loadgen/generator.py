@@ -63,6 +63,14 @@ class LoadProfile:
     late: float = 0.0
     late_by_ms: int = 3_600_000
     quake_pool: int = 4096
+    #: History runs: every version of an entity keeps the event time of its
+    #: first one, as a quake keeps its origin time through revisions, and
+    #: entities are born over time: a draw makes a new entity with
+    #: ``new_entity_share``, else revises one of the ``recent_entities`` born
+    #: last. So each day of a history has its own quakes, revised soon after.
+    stable_event_time: bool = False
+    new_entity_share: float = 0.25
+    recent_entities: int = 1000
 
     def __post_init__(self) -> None:
         if self.entities < 1:
@@ -77,6 +85,10 @@ class LoadProfile:
                 raise ValueError(f"{name} must be a share in [0, 1), got {share}")
         if self.duplicates + self.late + 2 * self.out_of_order > 1.0:
             raise ValueError("duplicates + late + 2 * out_of_order must not exceed 1")
+        if not 0.0 < self.new_entity_share <= 1.0:
+            raise ValueError(f"new_entity_share must be in (0, 1], got {self.new_entity_share}")
+        if self.recent_entities < 1:
+            raise ValueError("recent_entities must be at least 1")
 
 
 def entity_id(index: int) -> str:
@@ -117,6 +129,8 @@ class EventGenerator:
         self._workers = workers
         self._owned = owned
         self._newest: dict[int, int] = {}
+        self._event_time: dict[int, int] = {}
+        self._born = 0  # entities born so far (history runs)
         self._recent: deque[ChangeSpec] = deque(maxlen=RECENT_VERSIONS)
         # (due at event number, spec), in due order (every hold is 1..MAX_HOLD_EVENTS).
         self._held: deque[tuple[int, ChangeSpec]] = deque()
@@ -130,7 +144,17 @@ class EventGenerator:
         self._p_late = self._p_pair + profile.late * scale
 
     def _pick_entity(self) -> tuple[int, str]:
-        index = self._worker + self._workers * self._rng.randrange(self._owned)
+        if not self.profile.stable_event_time:
+            slot = self._rng.randrange(self._owned)
+        elif self._born == 0 or self._rng.random() < self.profile.new_entity_share:
+            slot = self._born % self._owned
+            self._born += 1
+            # A slot used again (more births than entities) is a new quake: new origin time.
+            self._event_time.pop(self._worker + self._workers * slot, None)
+        else:
+            recent = min(self._born, self.profile.recent_entities, self._owned)
+            slot = (self._born - 1 - self._rng.randrange(recent)) % self._owned
+        index = self._worker + self._workers * slot
         return index, entity_id(index)
 
     def _next_version(self, index: int, now_ms: int) -> int:
@@ -140,10 +164,13 @@ class EventGenerator:
 
     def _new(self, kind: EventKind, now_ms: int, behind_ms: int) -> tuple[int, ChangeSpec]:
         index, name = self._pick_entity()
+        event_time_ms = now_ms - behind_ms - self._rng.randrange(ON_TIME_JITTER_MS)
+        if self.profile.stable_event_time:
+            event_time_ms = self._event_time.setdefault(index, event_time_ms)
         spec = ChangeSpec(
             name,
             self._next_version(index, now_ms),
-            now_ms - behind_ms - self._rng.randrange(ON_TIME_JITTER_MS),
+            event_time_ms,
             self._rng.randrange(self.profile.quake_pool),
             kind,
         )
@@ -180,6 +207,33 @@ class EventGenerator:
             _, spec = self._new(EventKind.NEW_VERSION, now_ms, 0)
         self._recent.append(spec)
         return spec
+
+
+class HistoryClock:
+    """The clock of a history run: from ``start_ms`` to ``end_ms`` over ``events`` events.
+
+    Each ``advance`` moves it one event's share of the span, so the events of a
+    run spread evenly over the past days; the runner stamps each Kafka record
+    with this time too, so the record-level lateness rule (event time against
+    the record's timestamp) sees an on-time event as on time.
+    """
+
+    def __init__(self, start_ms: int, end_ms: int, events: int) -> None:
+        if end_ms <= start_ms:
+            raise ValueError("a history ends after it starts")
+        if events < 1:
+            raise ValueError("a history needs at least one event")
+        self._start_ms = start_ms
+        self._span_ms = end_ms - start_ms
+        self._events = events
+        self._done = 0
+
+    def __call__(self) -> int:
+        return self._start_ms + self._span_ms * self._done // self._events
+
+    def advance(self) -> None:
+        """One event was sent."""
+        self._done += 1
 
 
 _PLACES = (

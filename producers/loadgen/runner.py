@@ -22,7 +22,12 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from core.settings import KafkaSettings, LoadGenSettings, RegistrySettings
 from producers.loadgen.encoding import ChangeEncoder
-from producers.loadgen.generator import EventGenerator, LoadProfile, synthetic_quakes
+from producers.loadgen.generator import (
+    EventGenerator,
+    HistoryClock,
+    LoadProfile,
+    synthetic_quakes,
+)
 from producers.loadgen.stats import (
     ACKED,
     DONE,
@@ -87,10 +92,15 @@ class LoadPlan:
     source_name: str
     run_id: str
     flush_timeout_s: float
+    #: (start, end) epoch ms: event times and Kafka timestamps spread over this
+    #: span of the past (``HistoryClock``); None: now, the wall clock.
+    history_ms: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         if (self.events is None) == (self.duration_s is None):
             raise ValueError("give exactly one of events and duration_s")
+        if self.history_ms is not None and self.events is None:
+            raise ValueError("a history run needs a number of events, not a duration")
 
     def worker_events(self, worker: int) -> int | None:
         """This worker's share of ``events`` (the remainder goes to the first workers)."""
@@ -135,14 +145,19 @@ def run_worker(
     )
     config = {**plan.producer_config, "on_delivery": _Deliveries(counters, plan.topic)}
     producer = Producer(config)
+    remaining = plan.worker_events(worker)
+    history = (
+        HistoryClock(*plan.history_ms, max(remaining or 1, 1))
+        if plan.history_ms is not None
+        else None
+    )
     generator = EventGenerator(
         plan.profile,
         seed=plan.seed,
-        clock_ms=lambda: time.time_ns() // 1_000_000,
+        clock_ms=history if history is not None else lambda: time.time_ns() // 1_000_000,
         worker=worker,
         workers=plan.processes,
     )
-    remaining = plan.worker_events(worker)
     rate = plan.rate_per_s / plan.processes if plan.rate_per_s else None
     topic, produce, poll, encode = plan.topic, producer.produce, producer.poll, encoder.encode
     next_event, now_ns = generator.next, time.time_ns
@@ -168,12 +183,17 @@ def run_worker(
         for _ in range(batch):
             spec = next_event()
             value = encode(spec, now_ns() // 1_000_000)
+            # A history run stamps the record with its simulated now (default: the broker's
+            # CreateTime, now), so lateness is judged as if it had been sent then.
+            timestamp = history() if history is not None else 0
             while True:
                 try:
-                    produce(topic, value, spec.entity_id)
+                    produce(topic, value, spec.entity_id, timestamp=timestamp)
                     break
                 except BufferError:
                     poll(0.05)  # the local queue is full: let the broker catch up
+            if history is not None:
+                history.advance()
             poll(0)
             values[KIND_BASE + spec.kind] += 1
         values[SENT] += batch

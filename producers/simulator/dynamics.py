@@ -92,6 +92,26 @@ class ChangeMaker:
                 return self._drift(target, self.rng.choice(DRIFT_KINDS))
             return self._revise(target)
 
+    def change(
+        self, event_id: str, kind: str, properties: dict[str, Any] | None = None
+    ) -> EventVersion:
+        """Revise ``event_id`` with ``properties``, or delete it, now (an admin endpoint's
+        action: a test that needs one known revision or deletion, not a random one)."""
+        with self._lock:
+            try:
+                current = self.store.current_version(event_id)
+            except KeyError:
+                raise ValueError(f"no event {event_id!r}") from None
+            if current.deleted:
+                raise ValueError(f"event {event_id!r} is deleted")
+            if kind == "deletion":
+                return self.store.delete(event_id, self._updated_ms(event_id))
+            if kind != "revision" or not properties:
+                raise ValueError("kind must be 'revision' (with properties) or 'deletion'")
+            if "updated" in properties:
+                raise ValueError("properties.updated is set by the simulator")
+            return self.store.revise(event_id, self._updated_ms(event_id), properties)
+
     def drift(self, kind: str) -> EventVersion:
         """Add a drifted version of a random eligible event now (the admin endpoint's action)."""
         if kind not in DRIFT_KINDS:

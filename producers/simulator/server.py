@@ -10,7 +10,9 @@ Admin endpoints (loopback only, for tests and demos):
 ``POST /admin/faults`` (JSON object of switches, answers the switches now),
 ``POST /admin/dynamics`` (``{"changes_per_s": x}``), ``POST /admin/drift``
 (``{"kind": "new_field" | "removed_field" | "changed_type"}``, answers the
-drifted version), ``GET /admin/history`` (every version the store holds, the
+drifted version), ``POST /admin/change`` (``{"id": ..., "kind": "revision" |
+"deletion", "properties": {...}}``: one known change now, answers the new
+version), ``GET /admin/history`` (every version the store holds, the
 versions served in complete responses, the drifted ones).
 """
 
@@ -57,6 +59,7 @@ ADMIN_FAULTS_PATH = "/admin/faults"
 ADMIN_DYNAMICS_PATH = "/admin/dynamics"
 ADMIN_DRIFT_PATH = "/admin/drift"
 ADMIN_HISTORY_PATH = "/admin/history"
+ADMIN_CHANGE_PATH = "/admin/change"
 NOT_FOUND = 404
 
 
@@ -231,13 +234,25 @@ class FdsnRequestHandler(BaseHTTPRequestHandler):
             with server.fault_lock:
                 server.faults = server.faults.updated(request)
                 return server.faults.as_json()
-        if server.dynamics is None and path in (ADMIN_DYNAMICS_PATH, ADMIN_DRIFT_PATH):
+        if server.dynamics is None and path in (
+            ADMIN_DYNAMICS_PATH,
+            ADMIN_DRIFT_PATH,
+            ADMIN_CHANGE_PATH,
+        ):
             raise ValueError("the simulator runs without dynamics")
         if path == ADMIN_DYNAMICS_PATH and server.dynamics is not None:
             server.dynamics.changes_per_s = float(request["changes_per_s"])
             return {"changes_per_s": server.dynamics.changes_per_s}
         if path == ADMIN_DRIFT_PATH and server.dynamics is not None:
             version = server.dynamics.maker.drift(str(request["kind"]))
+            return {"id": version.event_id, "updated": version.updated_ms}
+        if path == ADMIN_CHANGE_PATH and server.dynamics is not None:
+            properties = request.get("properties")
+            if properties is not None and not isinstance(properties, dict):
+                raise ValueError("properties must be a JSON object")
+            version = server.dynamics.maker.change(
+                str(request["id"]), str(request["kind"]), properties
+            )
             return {"id": version.event_id, "updated": version.updated_ms}
         return None
 

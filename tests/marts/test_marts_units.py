@@ -81,7 +81,18 @@ def test_profile_variables_hold_no_secret(tmp_path: Path) -> None:
     assert env["STREAMHOUSE_DBT_LOCATION_ROOT"] == f"{tmp_path}/lake/marts"
     assert env["STREAMHOUSE_DBT_WAREHOUSE_DIR"] == f"{tmp_path}/lake/_warehouse"
     assert not any("never-in-a-profile" in value for value in env.values())
-    assert interval_vars(None, None) == {}
+
+
+def test_the_profile_keeps_the_settings_catalog_never_derby(tmp_path: Path) -> None:
+    """dbt-spark's session calls enableHiveSupport(): without the catalog implementation
+    passed through, an in-memory run (`make lint`) opened an embedded Derby metastore."""
+    in_memory = Settings(state_dir=tmp_path, catalog={"kind": "in-memory"})  # type: ignore[arg-type]
+    assert dbt_env(in_memory)["STREAMHOUSE_DBT_CATALOG_IMPLEMENTATION"] == "in-memory"
+    profile = (PROJECT_ROOT / "dbt" / "profiles.yml").read_text()
+    assert (
+        "spark.sql.catalogImplementation: \"{{ env_var('STREAMHOUSE_DBT_CATALOG_IMPLEMENTATION'"
+        in profile
+    )
 
 
 def test_the_repository_dbt_folder_does_not_shadow_dbt_core() -> None:
@@ -97,3 +108,139 @@ def test_the_repository_dbt_folder_does_not_shadow_dbt_core() -> None:
     for module in ("dbt.cli.main", "dbt.tests.util", "dbt.adapters.spark"):
         found = importlib.import_module(module)
         assert "site-packages" in str(found.__file__), f"{module} came from {found.__file__}"
+
+
+def test_an_interval_is_explicit_and_ordered(tmp_path: Path) -> None:
+    from datetime import date
+
+    from core.errors import UserFacingError
+
+    settings = Settings(state_dir=tmp_path)
+    today = date(2026, 12, 4)
+    # The daily run: today and the lookback, every bound explicit (dbt's partial parsing).
+    assert interval_vars(settings, None, None, today) == {
+        "start_date": "2026-12-04",
+        "end_date": "2026-12-05",
+        "lookback_days": 3,
+    }
+    backfill = interval_vars(settings, date(2026, 11, 1), None, today)
+    assert (backfill["start_date"], backfill["end_date"]) == ("2026-11-01", "2026-12-05")
+    one_day = interval_vars(settings, None, date(2026, 11, 2), today)
+    assert (one_day["start_date"], one_day["end_date"]) == ("2026-11-01", "2026-11-02")
+    with pytest.raises(UserFacingError, match="not after --start"):
+        interval_vars(settings, date(2026, 11, 2), date(2026, 11, 2), today)
+
+
+def test_build_arguments_leave_fresh_seeds_and_first_unit_tests_out() -> None:
+    from marts.build import build_arguments
+
+    assert build_arguments(full_refresh=False, select=[], fresh_seeds=[], first=False) == ["build"]
+    assert build_arguments(
+        full_refresh=True, select=["fct_quakes+"], fresh_seeds=["fe_regions"], first=True
+    ) == [
+        "build",
+        "--full-refresh",
+        "--select",
+        "fct_quakes+",
+        "--exclude",
+        "fe_regions",
+        "--exclude-resource-type",
+        "unit_test",
+    ]
+
+
+def test_seed_checksums_change_with_the_csv(tmp_path: Path) -> None:
+    from marts.seeds import seed_checksums
+
+    (tmp_path / "seeds").mkdir()
+    (tmp_path / "seeds" / "a.csv").write_text("x\n1\n")
+    before = seed_checksums(tmp_path)
+    (tmp_path / "seeds" / "a.csv").write_text("x\n2\n")
+    after = seed_checksums(tmp_path)
+    assert set(before) == {"a"} and before["a"] != after["a"]
+    assert set(seed_checksums(PROJECT_ROOT / "dbt")) == {
+        "fe_region_cells",
+        "fe_regions",
+        "usgs_magnitude_types",
+        "usgs_networks",
+    }
+
+
+def test_the_magnitude_type_seed_has_one_row_per_feed_code() -> None:
+    """Every magType the fixture's feed carries is a documented type (the dim's key)."""
+    import json
+
+    with (SEEDS / "usgs_magnitude_types.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    codes = [r["magnitude_type"] for r in rows]
+    assert len(codes) == len(set(codes)) and all(c == c.lower() for c in codes)
+    feed = json.loads((PROJECT_ROOT / "tests/data/usgs/feed_7_day_m1.geojson").read_text())
+    assert {f["properties"]["magType"].lower() for f in feed["features"]} <= set(codes)
+    assert not any("'" in value for row in rows for value in row.values())  # seeds' INSERT
+
+
+def test_spark_metric_values_are_read_as_numbers() -> None:
+    from marts.bench import _number, _written
+
+    assert _number("1,234") == 1234
+    assert _number("total (min, med, max)\n12 (1, 2, 9)") == 12
+    assert _number(None) == 0
+    merge = {
+        "operation": "MERGE",
+        "numTargetRowsInserted": "5",
+        "numTargetRowsUpdated": "2",
+        "numTargetRowsCopied": "10",
+        "numTargetFilesAdded": "3",
+        "numTargetFilesRemoved": "1",
+    }
+    replace = {
+        "operation": "CREATE OR REPLACE TABLE AS SELECT",
+        "numOutputRows": "7",
+        "numFiles": "2",
+    }
+    assert _written([merge, replace]) == (24, 5, 1)
+
+
+def test_the_diagram_types_are_one_word() -> None:
+    from marts.diagram import mermaid_er
+
+    manifest = {
+        "nodes": {
+            "model.p.fct_a": {
+                "resource_type": "model",
+                "name": "fct_a",
+                "columns": {"x": {"name": "x"}, "y": {"name": "y"}},
+                "depends_on": {"nodes": []},
+            }
+        }
+    }
+    catalog = {
+        "nodes": {
+            "model.p.fct_a": {
+                "columns": {"X": {"type": "decimal(24,6)"}, "Y": {"type": "array<string>"}}
+            }
+        }
+    }
+    assert mermaid_er(manifest, catalog) == (
+        "erDiagram\n    fct_a {\n        decimal x\n        array y\n    }\n"
+    )
+
+
+def test_missing_sources_are_told_before_spark_starts(tmp_path: Path) -> None:
+    """A local lake is checked on disk: `marts build` on an empty lake starts no JVM."""
+    from marts.runner import SOURCE_TABLES, local_missing_sources
+
+    settings = Settings(state_dir=tmp_path, lake_root=str(tmp_path / "lake"))
+    assert local_missing_sources(settings) == [
+        "lake.quake_changes",
+        "lake.quakes",
+        "lake.quake_windows_1m",
+        "lake.quake_windows_1h",
+    ]
+    for table in SOURCE_TABLES[:3]:
+        (Path(table.path(settings.lake_uri)) / "_delta_log").mkdir(parents=True)
+    assert local_missing_sources(settings) == ["lake.quake_windows_1h"]
+    as_uri = settings.model_copy(update={"lake_root": f"file:{tmp_path}/lake"})
+    assert local_missing_sources(as_uri) == ["lake.quake_windows_1h"]
+    remote = settings.model_copy(update={"lake_root": "s3a://bucket/lake"})
+    assert local_missing_sources(remote) is None

@@ -123,3 +123,24 @@ def test_dynamics_add_revise_delete_and_respect_the_minimum_version_age() -> Non
     drifted = maker.drift("changed_type")
     assert isinstance(drifted.feature["properties"]["mag"], str)
     assert maker.drifted == {(drifted.event_id, drifted.updated_ms): "changed_type"}
+
+
+def test_a_named_change_revises_or_deletes_that_event_now() -> None:
+    store = EventStore(FEATURES, seed_time_ms=1_550_361_461_000)
+    clock = Clock(1_550_361_461_000)
+    maker = ChangeMaker(store, clock, rng=random.Random(1))
+    target = next(iter(store.current()))
+    clock.now_ms += 1_000
+    revised = maker.change(target.event_id, "revision", {"mag": 4.2})
+    assert revised.magnitude == 4.2
+    assert revised.updated_ms > target.updated_ms
+    assert revised.time_ms == target.time_ms  # a revision keeps the origin time
+    deleted = maker.change(target.event_id, "deletion")
+    assert deleted.deleted and deleted.updated_ms > revised.updated_ms
+    with pytest.raises(ValueError, match="is deleted"):
+        maker.change(target.event_id, "revision", {"mag": 1.0})
+    with pytest.raises(ValueError, match="no event"):
+        maker.change("nope", "deletion")
+    other = next(v for v in store.current() if not v.deleted)
+    with pytest.raises(ValueError, match="set by the simulator"):
+        maker.change(other.event_id, "revision", {"updated": 1})

@@ -245,3 +245,48 @@ def test_benchmark_summary_is_median_min_max() -> None:
         5.0,
     )
     assert (two.median_acked_per_s, two.runs) == (7.0, 2)
+
+
+def test_a_history_spreads_event_times_over_its_span_and_keeps_them_per_entity() -> None:
+    from producers.loadgen.generator import HistoryClock
+
+    start, end, n = 1_700_000_000_000, 1_700_000_000_000 + 30 * 86_400_000, 30_000
+    clock = HistoryClock(start, end, n)
+    profile = LoadProfile(entities=200_000, stable_event_time=True)
+    generator = EventGenerator(profile, seed=3, clock_ms=clock)
+    specs, stamps = [], []
+    for _ in range(n):
+        stamps.append(clock())  # the Kafka timestamp the runner gives the record
+        specs.append(generator.next())
+        clock.advance()
+    assert stamps[0] == start and stamps[-1] == end - (end - start) // n
+    origins = {s.entity_id: s.event_time_ms for s in reversed(specs)}
+    born = Counter(max(0, t - start) // 86_400_000 for t in origins.values())
+    # Quakes are born every day, about as many each day; a first version is on time.
+    per_day = [born[d] for d in range(30)]
+    assert sorted(born) == list(range(30)) and max(per_day) < 1.5 * min(per_day)
+    first: dict[str, int] = {}
+    for spec, stamp in zip(specs, stamps, strict=True):
+        if spec.entity_id not in first:
+            first[spec.entity_id] = spec.event_time_ms
+            assert stamp - ON_TIME_JITTER_MS <= spec.event_time_ms <= stamp
+        assert spec.event_time_ms == first[spec.entity_id]  # revisions keep the origin time
+
+
+def test_a_history_clock_refuses_an_empty_span() -> None:
+    from producers.loadgen.generator import HistoryClock
+
+    with pytest.raises(ValueError, match="ends after it starts"):
+        HistoryClock(10, 10, 5)
+
+
+def test_history_span_ends_now_or_at_a_past_time() -> None:
+    from core.errors import UserFacingError
+    from streamhouse.cli_load import history_span_ms
+
+    now = 1_800_000_000_000
+    assert history_span_ms(2, None, now) == (now - 2 * 86_400_000, now)
+    start, end = history_span_ms(1, "2026-01-02", now)
+    assert (end - start, end) == (86_400_000, 1_767_312_000_000)
+    with pytest.raises(UserFacingError, match="in the future"):
+        history_span_ms(1, "2099-01-01", now)

@@ -1,5 +1,11 @@
 -- One row per calendar day (UTC) between the vars dim_date_start and dim_date_end.
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge_sync',
+        unique_key='date_day',
+    )
+}}
 
 with days as (
     select explode(

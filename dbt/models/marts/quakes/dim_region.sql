@@ -1,6 +1,12 @@
 -- One row per Flinn-Engdahl seismic and geographic region (757), the
 -- classification USGS and the ISC name events by (marts/flinn_engdahl.py).
-{{ config(materialized='table') }}
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='merge_sync',
+        unique_key='fe_region_number',
+    )
+}}
 
 with regions as (
     select * from {{ ref('fe_regions') }}

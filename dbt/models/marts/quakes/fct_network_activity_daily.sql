@@ -16,7 +16,7 @@
 with minutes as (
     select * from {{ ref('stg_lake__quake_windows_1m') }}
     {% if is_incremental() %}
-        where {{ in_interval('window_date') }}
+        where {{ in_interval_timestamp('window_start') }}
     {% endif %}
 ),
 
@@ -26,7 +26,9 @@ daily as (
         network_code,
         sum(event_count) as event_count,
         sum(magnitude_count) as magnitude_count,
-        sum(magnitude_sum) as magnitude_sum,
+        -- Summed as decimals: a sum of doubles depends on the order Spark adds
+        -- them in, and a rebuild must give the same value to change nothing.
+        sum(cast(magnitude_sum as decimal(24, 6))) as magnitude_sum,
         max(magnitude_max) as magnitude_max,
         hll_sketch_estimate(hll_union_agg(entity_sketch)) as distinct_quakes,
         count(*) as active_minutes
@@ -41,7 +43,7 @@ final as (
         event_count,
         magnitude_count,
         magnitude_max,
-        magnitude_sum / nullif(magnitude_count, 0) as magnitude_mean,
+        cast(round(magnitude_sum / nullif(magnitude_count, 0), 6) as double) as magnitude_mean,
         distinct_quakes,
         active_minutes
     from daily

@@ -16,7 +16,7 @@
 with versions as (
     select * from {{ ref('int_quake_versions_deduplicated') }}
     {% if is_incremental() %}
-        where {{ in_interval('event_date') }}
+        where {{ in_interval_ms('event_time_ms') }}
     {% endif %}
 ),
 

@@ -18,7 +18,7 @@
 with current_state as (
     select * from {{ ref('stg_lake__quakes') }}
     {% if is_incremental() %}
-        where {{ in_interval('event_date') }}
+        where {{ in_interval_ms('event_time_ms') }}
     {% else %}
         where not is_deleted
     {% endif %}
@@ -29,10 +29,13 @@ region_cells as (
 ),
 
 revisions as (
-    select quake_id, count(*) as revision_count, min(updated_at) as first_seen_at
+    select
+        quake_id,
+        count(*) as revision_count,
+        min(updated_at) as first_seen_at
     from {{ ref('int_quake_versions_deduplicated') }}
     {% if is_incremental() %}
-        where {{ in_interval('event_date') }}
+        where {{ in_interval_ms('event_time_ms') }}
     {% endif %}
     group by quake_id
 ),
@@ -60,11 +63,11 @@ final as (
         current_state.felt_reports,
         current_state.pager_alert,
         coalesce(revisions.revision_count, 1) as revision_count,
+        {% if is_incremental() -%}
+        -- The MERGE deletes the target row of a tombstone; never stored.
+        current_state.is_deleted as _is_deleted,
+        {% endif -%}
         revisions.first_seen_at
-        {% if is_incremental() %}
-            -- The MERGE deletes the target row of a tombstone; never stored.
-            , current_state.is_deleted as _is_deleted
-        {% endif %}
     from current_state
     left join revisions on current_state.quake_id = revisions.quake_id
     left join region_cells

@@ -8,6 +8,7 @@ renamed as (
         entity_id as quake_id,
         updated_ms,
         timestamp_millis(updated_ms) as updated_at,
+        event_time_ms,
         timestamp_millis(event_time_ms) as event_time,
         to_date(timestamp_millis(event_time_ms)) as event_date,
         cast(mag as double) as magnitude,

@@ -1,0 +1,518 @@
+"""``streamhouse bench marts --days 30``: a full refresh against one daily incremental run.
+
+A benchmark, not a test. On a topic, lake and catalog schemas of its own:
+
+1. the load generator writes ``days`` days of history (event times and Kafka
+   timestamps spread evenly over them, revisions keeping their quake's event
+   time, so the record-level lateness rule sees what a live stream would);
+2. ``streamhouse stream run --available-now`` takes it through bronze, silver
+   and the windows, as the live job does;
+3. the marts are built once (seeds, models, every data test);
+4. then, ``runs`` times, side by side in this one JVM: a full refresh of the
+   models (``dbt run --full-refresh``), then the last day's rows are deleted
+   from the facts (the day the daily run has not merged yet) and one daily
+   incremental run (``dbt run`` over that day and its lookback) merges them
+   back; the result must equal the full refresh's (``EXCEPT ALL`` both ways);
+5. a one-day query on the partitioned marts, counting the files it reads.
+
+Figures: wall time (in-process, the JVM already started; its start is
+reported apart), dbt's time per model, rows and files written from Delta's
+operation metrics, rows and files read from Spark's scan metrics (the SQL
+executions the run made, from Spark's status store).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from core.settings import PROJECT_ROOT, Settings, settings_env
+from marts.build import build
+from marts.profiles import interval_vars
+from marts.runner import require_success, run_dbt
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pyspark.sql import SparkSession
+
+FACTS = {
+    "fct_quake_revisions": "event_date",
+    "fct_quakes": "event_date",
+    "fct_network_activity_daily": "activity_date",
+}
+#: The marts a one-day query is measured on (partitioned by event_date).
+PARTITIONED = ("fct_quake_revisions", "fct_quakes")
+TARGET_INCREMENTAL_SHARE = 0.05
+TARGET_ONE_DAY_FILES_SHARE = 0.05
+
+
+@dataclass
+class Scans:
+    """Spark's scan metrics of the Parquet scans of some SQL executions, per table."""
+
+    files: dict[str, int] = field(default_factory=dict)
+    rows: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def files_read(self) -> int:
+        return sum(self.files.values())
+
+    @property
+    def rows_read(self) -> int:
+        return sum(self.rows.values())
+
+
+@dataclass
+class RunFigures:
+    """One timed dbt command."""
+
+    kind: str  # "full refresh" or "incremental"
+    seconds: float
+    model_seconds: dict[str, float]
+    rows_written: dict[str, int]
+    files_written: dict[str, int]
+    files_removed: dict[str, int]
+    files_read: dict[str, int]
+    rows_read: dict[str, int]
+    operations: dict[str, list[str]]
+
+
+@dataclass
+class OneDayQuery:
+    """A query of one event date on a partitioned mart."""
+
+    mart: str
+    day: str
+    files_read: int
+    files_in_table: int
+    rows_read: int
+
+    @property
+    def share(self) -> float:
+        return self.files_read / self.files_in_table if self.files_in_table else 0.0
+
+
+@dataclass
+class MartsBenchResult:
+    """Everything the benchmark measured."""
+
+    command: str
+    days: int
+    events: int
+    interval: tuple[str, str]
+    lookback_days: int
+    bronze_rows: int
+    load_seconds: float
+    stream_seconds: float
+    spark_start_seconds: float
+    first_build_seconds: float
+    runs: list[RunFigures] = field(default_factory=list)
+    one_day: list[OneDayQuery] = field(default_factory=list)
+    equal_to_full_refresh: bool = False
+    machine: dict[str, Any] = field(default_factory=dict)
+    finished_at: str = ""
+
+    def median(self, kind: str) -> float:
+        times = sorted(r.seconds for r in self.runs if r.kind == kind)
+        return times[len(times) // 2] if times else 0.0
+
+    @property
+    def incremental_share(self) -> float:
+        full = self.median("full refresh")
+        return self.median("incremental") / full if full else 0.0
+
+
+def last_execution_id(spark: SparkSession) -> int:
+    """The id of the newest SQL execution Spark's status store holds (-1: none)."""
+    executions = spark._jsparkSession.sharedState().statusStore().executionsList()
+    newest = -1
+    iterator = executions.iterator()
+    while iterator.hasNext():
+        newest = max(newest, int(iterator.next().executionId()))
+    return newest
+
+
+_SCAN = re.compile(r"^Scan parquet (\S+)")
+
+
+def _number(text: str | None) -> int:
+    """A metric value as Spark formats it ("1,234" or "total (min, med, max)\\n1,234 (...)")."""
+    if not text:
+        return 0
+    digits = re.search(r"[\d,]+", text.split("\n")[-1] if "total" in text else text)
+    return int(digits.group().replace(",", "")) if digits else 0
+
+
+def scans_since(spark: SparkSession, after_id: int) -> Scans:
+    """Files and rows read by the Parquet scans of the SQL executions after ``after_id``.
+
+    Delta's own reads of its log (JSON, checkpoints, table state) are left out:
+    they are the same whatever the query reads.
+    """
+    store = spark._jsparkSession.sharedState().statusStore()
+    scans = Scans()
+    iterator = store.executionsList().iterator()
+    while iterator.hasNext():
+        execution = iterator.next()
+        execution_id = int(execution.executionId())
+        if execution_id <= after_id:
+            continue
+        values = store.executionMetrics(execution_id)
+        nodes = store.planGraph(execution_id).allNodes().iterator()
+        while nodes.hasNext():
+            node = nodes.next()
+            match = _SCAN.match(str(node.name()))
+            if match is None:
+                continue
+            table = match.group(1).split(".")[-1]
+            metrics = node.metrics().iterator()
+            while metrics.hasNext():
+                metric = metrics.next()
+                value = values.get(metric.accumulatorId())
+                amount = _number(value.get() if value.isDefined() else None)
+                if metric.name() == "number of files read":
+                    scans.files[table] = scans.files.get(table, 0) + amount
+                elif metric.name() == "number of output rows":
+                    scans.rows[table] = scans.rows.get(table, 0) + amount
+    return scans
+
+
+def table_version(spark: SparkSession, table: str) -> int:
+    """The table's newest Delta version."""
+    row = spark.sql(f"DESCRIBE HISTORY {table} LIMIT 1").first()
+    return int(row["version"]) if row is not None else -1
+
+
+def commits_since(spark: SparkSession, table: str, after: int) -> list[dict[str, Any]]:
+    """Operation and metrics of each Delta commit of ``table`` after version ``after``."""
+    rows = spark.sql(f"DESCRIBE HISTORY {table}").where(f"version > {after}").collect()
+    return [
+        {"version": r["version"], "operation": r["operation"], **(r["operationMetrics"] or {})}
+        for r in sorted(rows, key=lambda r: r["version"])
+    ]
+
+
+def _written(commits: list[dict[str, Any]]) -> tuple[int, int, int]:
+    """(rows written, files added, files removed) of some commits."""
+    rows = files = removed = 0
+    for commit in commits:
+        rows += (
+            int(commit.get("numOutputRows", 0))
+            if "MERGE" not in commit["operation"]
+            else (
+                int(commit.get("numTargetRowsInserted", 0))
+                + int(commit.get("numTargetRowsUpdated", 0))
+                + int(commit.get("numTargetRowsCopied", 0))
+            )
+        )
+        files += int(commit.get("numFiles", 0)) + int(commit.get("numTargetFilesAdded", 0))
+        removed += int(commit.get("numTargetFilesRemoved", 0))
+    return rows, files, removed
+
+
+def timed_run(
+    spark: SparkSession,
+    settings: Settings,
+    *,
+    kind: str,
+    args: list[str],
+    window: dict[str, Any],
+    marts: list[str],
+) -> RunFigures:
+    """Run ``dbt <args>`` and measure it: wall time, per model, Delta and scan metrics."""
+    schema = settings.catalog.marts_schema
+    versions = {m: table_version(spark, f"{schema}.{m}") for m in marts}
+    first_execution = last_execution_id(spark)
+    began = time.monotonic()
+    run = run_dbt(settings, args, window)
+    seconds = time.monotonic() - began
+    require_success(run)
+    scans = scans_since(spark, first_execution)
+    figures = RunFigures(
+        kind=kind,
+        seconds=round(seconds, 2),
+        model_seconds={n.name: round(n.seconds, 2) for n in run.nodes},
+        rows_written={},
+        files_written={},
+        files_removed={},
+        files_read=scans.files,
+        rows_read=scans.rows,
+        operations={},
+    )
+    for mart in marts:
+        commits = commits_since(spark, f"{schema}.{mart}", versions[mart])
+        rows, files, removed = _written(commits)
+        figures.rows_written[mart] = rows
+        figures.files_written[mart] = files
+        figures.files_removed[mart] = removed
+        figures.operations[mart] = [str(c["operation"]) for c in commits]
+    return figures
+
+
+def one_day_query(spark: SparkSession, settings: Settings, mart: str, day: date) -> OneDayQuery:
+    """The files a query of one event date reads, against the files of the whole table."""
+    table = f"{settings.catalog.marts_schema}.{mart}"
+    detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
+    in_table = int(detail["numFiles"]) if detail is not None else 0
+    before = last_execution_id(spark)
+    spark.sql(
+        f"SELECT network_code, count(*) AS quakes, avg(magnitude) AS magnitude_mean "
+        f"FROM {table} WHERE event_date = date'{day.isoformat()}' GROUP BY network_code"
+    ).collect()
+    scans = scans_since(spark, before)
+    return OneDayQuery(mart, day.isoformat(), scans.files_read, in_table, scans.rows_read)
+
+
+def _differences(spark: SparkSession, table: str, left: int, right: int) -> int:
+    """Rows in one version and not the other, both ways (``EXCEPT ALL``)."""
+    total = 0
+    for a, b in ((left, right), (right, left)):
+        total += spark.sql(
+            f"SELECT * FROM {table} VERSION AS OF {a} EXCEPT ALL "
+            f"SELECT * FROM {table} VERSION AS OF {b}"
+        ).count()
+    return total
+
+
+def bench_settings(base: Settings, work: Path, topic: str, metrics_port: int) -> Settings:
+    """``base`` on the benchmark's own topic, lake and catalog schemas."""
+    return base.model_copy(
+        update={
+            "lake_root": str(work / "lake"),
+            "kafka": base.kafka.model_copy(
+                update={
+                    "changes_topic": topic,
+                    "dead_letter_topic": f"{topic}.dlq",
+                }
+            ),
+            "catalog": base.catalog.model_copy(
+                update={
+                    "lake_schema": "bench_lake",
+                    "marts_schema": "bench_marts",
+                    "staging_schema": "bench_staging",
+                }
+            ),
+            "spark": base.spark.model_copy(update={"max_offsets_per_trigger": 250_000}),
+            "runtime": base.runtime.model_copy(
+                update={
+                    "ports": base.runtime.ports.model_copy(update={"stream_metrics": metrics_port})
+                }
+            ),
+        }
+    )
+
+
+def _create_topic(settings: Settings, topic: str) -> None:
+    """The history's topic, kept forever: records stamped weeks ago would otherwise be past
+    the broker's retention (7 days) as soon as their segment rolls."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.kafka.client_config())
+    new = NewTopic(
+        topic,
+        num_partitions=settings.kafka.topic_partitions,
+        replication_factor=1,
+        config={"retention.ms": "-1", "retention.bytes": "-1"},
+    )
+    admin.create_topics([new])[topic].result(30)
+
+
+def _delete_topic(settings: Settings, topic: str) -> None:
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(settings.kafka.client_config())
+    for future in admin.delete_topics([topic, f"{topic}.dlq"]).values():
+        # A topic nobody created (the DLQ) or already gone.
+        with contextlib.suppress(Exception):
+            future.result(30)
+
+
+def _cli(settings: Settings, args: list[str], log: Path) -> float:
+    """Run ``streamhouse <args>`` to its end with ``settings``; its wall time."""
+    env = settings_env(settings, secrets=True)
+    env["STREAMHOUSE_LOADGEN__METRICS_PORT"] = "0"
+    began = time.monotonic()
+    with log.open("ab") as handle:
+        code = subprocess.call(
+            [sys.executable, "-m", "streamhouse.cli", *args],
+            env=env,
+            cwd=PROJECT_ROOT,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+        )
+    if code != 0:
+        raise RuntimeError(f"streamhouse {' '.join(args)} failed (exit {code}); see {log}")
+    return time.monotonic() - began
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_benchmark(
+    base: Settings,
+    *,
+    days: int,
+    events_per_day: int,
+    runs: int,
+    output: Path,
+    command: str,
+    report: Callable[[str], None],
+) -> MartsBenchResult:
+    """Load ``days`` days of history through the stream, then time full against incremental."""
+    from marts.runner import marts_spark
+
+    work = base.state_dir / "bench-marts"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    topic = f"bench-marts-{uuid.uuid4().hex[:8]}"
+    settings = bench_settings(base, work, topic, _free_port())
+    today = datetime.now(UTC).date()
+    last_day = today - timedelta(days=1)  # the daily run's day: complete, in the past
+    events = days * events_per_day
+    _create_topic(settings, topic)
+    try:
+        report(f"loading {days} days of history ({events:,} events) into {topic}")
+        load_seconds = _cli(
+            settings,
+            [
+                "loadgen", "--max", "--events", str(events), "--entities", str(events),
+                "--history-days", str(days), "--history-end", today.isoformat(),
+            ],
+            work / "loadgen.log",
+        )  # fmt: skip
+        report(f"loaded in {load_seconds:.0f} s; the stream takes it to the lake (--available-now)")
+        stream_seconds = _cli(settings, ["stream", "run", "--available-now"], work / "stream.log")
+        report(f"streamed in {stream_seconds:.0f} s")
+    finally:
+        _delete_topic(settings, topic)
+
+    began = time.monotonic()
+    spark = marts_spark(settings)
+    spark_start = time.monotonic() - began
+    schema = settings.catalog.marts_schema
+    for name in ("staging_schema", "marts_schema"):
+        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {getattr(settings.catalog, name)}")
+    bronze_rows = spark.table(f"{settings.catalog.lake_schema}.quake_changes").count()
+    window = interval_vars(settings, last_day, today, today)
+    report(f"first build (seeds, models, data tests) over {bronze_rows:,} bronze rows")
+    began = time.monotonic()
+    build(spark, settings, window, full_refresh=True)
+    first_build = time.monotonic() - began
+    result = MartsBenchResult(
+        command=command,
+        days=days,
+        events=events,
+        interval=(window["start_date"], window["end_date"]),
+        lookback_days=int(window["lookback_days"]),
+        bronze_rows=bronze_rows,
+        load_seconds=round(load_seconds, 1),
+        stream_seconds=round(stream_seconds, 1),
+        spark_start_seconds=round(spark_start, 1),
+        first_build_seconds=round(first_build, 1),
+    )
+    marts = [*FACTS]
+    for index in range(runs):
+        report(f"run {index + 1}/{runs}: full refresh (dbt run --full-refresh)")
+        full = timed_run(
+            spark,
+            settings,
+            kind="full refresh",
+            args=["run", "--full-refresh"],
+            window=window,
+            marts=marts,
+        )
+        result.runs.append(full)
+        refreshed = {m: table_version(spark, f"{schema}.{m}") for m in marts}
+        for mart, column in FACTS.items():
+            spark.sql(f"DELETE FROM {schema}.{mart} WHERE {column} >= date'{last_day.isoformat()}'")
+        report(f"run {index + 1}/{runs}: the daily run for {last_day} (dbt run)")
+        daily = timed_run(
+            spark, settings, kind="incremental", args=["run"], window=window, marts=marts
+        )
+        result.runs.append(daily)
+        result.equal_to_full_refresh = all(
+            _differences(
+                spark, f"{schema}.{m}", refreshed[m], table_version(spark, f"{schema}.{m}")
+            )
+            == 0
+            for m in marts
+        )
+        report(
+            f"  full refresh {full.seconds:.1f} s, daily run {daily.seconds:.1f} s, equal: "
+            f"{result.equal_to_full_refresh}"
+        )
+    middle = last_day - timedelta(days=days // 2)
+    result.one_day = [one_day_query(spark, settings, mart, middle) for mart in PARTITIONED]
+    result.machine = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "note": "shared machine: other work ran at the same time",
+    }
+    result.finished_at = datetime.now(UTC).isoformat(timespec="seconds")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(asdict(result), indent=1) + "\n")
+    plot(result, output.with_suffix(".png"))
+    return result
+
+
+def plot(result: MartsBenchResult, path: Path) -> None:
+    """Wall time per model, full refresh against the daily run; files read; the one-day query."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = [r for r in result.runs if r.kind == "full refresh"]
+    daily = [r for r in result.runs if r.kind == "incremental"]
+    if not full or not daily:
+        return
+    models = sorted(full[-1].model_seconds, key=lambda m: -full[-1].model_seconds[m])[:8]
+    figure, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 5))
+    positions = range(len(models))
+    left.barh([p + 0.2 for p in positions], [full[-1].model_seconds[m] for m in models], 0.4,
+              label="full refresh")  # fmt: skip
+    left.barh([p - 0.2 for p in positions], [daily[-1].model_seconds.get(m, 0) for m in models],
+              0.4, label="daily run")  # fmt: skip
+    left.set_yticks(list(positions), models)
+    left.set_xlabel("seconds (dbt, per model)")
+    left.set_title(
+        f"{result.days} days: full {result.median('full refresh'):.0f} s, daily "
+        f"{result.median('incremental'):.0f} s ({result.incremental_share:.0%})"
+    )
+    left.legend()
+    tables = sorted(set(full[-1].files_read) | set(daily[-1].files_read))
+    spots = range(len(tables))
+    middle.bar([p - 0.2 for p in spots], [full[-1].files_read.get(t, 0) for t in tables], 0.4,
+               label="full refresh")  # fmt: skip
+    middle.bar([p + 0.2 for p in spots], [daily[-1].files_read.get(t, 0) for t in tables], 0.4,
+               label="daily run")  # fmt: skip
+    middle.set_xticks(list(spots), tables, rotation=30, ha="right")
+    middle.set_ylabel("files read (Spark scan metrics)")
+    middle.legend()
+    names = [q.mart for q in result.one_day]
+    right.bar(names, [q.files_in_table for q in result.one_day], label="files in the table")
+    right.bar(names, [q.files_read for q in result.one_day], label="files a one-day query reads")
+    right.set_title("one event date on a partitioned mart")
+    right.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

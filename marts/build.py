@@ -1,0 +1,116 @@
+"""The marts' commands as steps: build an interval, run the models, each on one SparkSession.
+
+``build`` loads the seeds whose CSV changed (``marts.seeds``) and runs ``dbt
+build`` over the interval. On a fresh catalog the unit tests wait until the
+models exist (a unit test of an incremental model reads the columns of the
+existing table) and run right after them, in the same command.
+The CLI (``streamhouse marts``), the demo and the benchmark call these.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from core.settings import Settings
+from marts.runner import DbtRun, Progress, require_success, run_dbt
+from marts.seeds import mark_loaded, seed_checksums, stale_seeds
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+#: The marts built incrementally (MERGE): every fact and dimension.
+INCREMENTAL_MARTS = (
+    "fct_quake_revisions",
+    "fct_quakes",
+    "fct_network_activity_daily",
+    "dim_network",
+    "dim_magnitude_type",
+    "dim_region",
+    "dim_date",
+)
+
+#: The unit tests alone (after a first build created the tables they read).
+UNIT_TESTS = ("test", "--select", "test_type:unit")
+
+
+@dataclass
+class BuildResult:
+    """What a build did: the dbt commands it ran, the seeds it loaded, its wall time."""
+
+    runs: list[DbtRun] = field(default_factory=list)
+    seeds_loaded: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def marts_exist(spark: SparkSession, settings: Settings) -> bool:
+    """True when every incremental mart is in the catalog."""
+    schema = settings.catalog.marts_schema
+    return all(spark.catalog.tableExists(f"{schema}.{name}") for name in INCREMENTAL_MARTS)
+
+
+def build_arguments(
+    *, full_refresh: bool, select: list[str], fresh_seeds: list[str], first: bool
+) -> list[str]:
+    """The ``dbt build`` arguments: the selection, the seeds left alone, and on a first
+    build the unit tests left for after (``UNIT_TESTS``)."""
+    args = ["build"]
+    if full_refresh:
+        args.append("--full-refresh")
+    if select:
+        args += ["--select", *select]
+    if fresh_seeds:
+        args += ["--exclude", *fresh_seeds]
+    if first:
+        args += ["--exclude-resource-type", "unit_test"]
+    return args
+
+
+def build(
+    spark: SparkSession,
+    settings: Settings,
+    window: dict[str, Any],
+    *,
+    full_refresh: bool = False,
+    select: list[str] | None = None,
+    progress: Progress | None = None,
+    on_step: Progress | None = None,
+) -> BuildResult:
+    """``dbt build`` over ``window`` (``profiles.interval_vars``); raises naming a failed node."""
+    began = time.monotonic()
+    result = BuildResult()
+    first = not marts_exist(spark, settings)
+    if first and on_step is not None:
+        on_step("step", "first build: the unit tests run once the marts exist")
+    checksums = seed_checksums(settings.marts.project_dir)
+    stale = list(checksums) if full_refresh else stale_seeds(spark, settings, checksums)
+    if on_step is not None:
+        on_step("step", f"seeds to load: {', '.join(stale) or 'none (unchanged)'}")
+    args = build_arguments(
+        full_refresh=full_refresh,
+        select=select or [],
+        fresh_seeds=[name for name in checksums if name not in stale],
+        first=first,
+    )
+    run = run_dbt(settings, args, window, progress)
+    result.runs.append(run)
+    loaded = [n.name for n in run.nodes if n.resource_type == "seed" and n.status == "success"]
+    mark_loaded(spark, settings, loaded, checksums)
+    result.seeds_loaded = loaded
+    require_success(run)
+    if first:
+        unit = run_dbt(settings, list(UNIT_TESTS), window, progress)
+        result.runs.append(unit)
+        require_success(unit)
+    result.seconds = time.monotonic() - began
+    return result
+
+
+def run_models(
+    settings: Settings, window: dict[str, Any], progress: Progress | None = None
+) -> DbtRun:
+    """``dbt run`` over ``window``: the models only (no seeds, no tests)."""
+    run = run_dbt(settings, ["run"], window, progress)
+    require_success(run)
+    return run
