@@ -21,7 +21,13 @@ def _mart_nodes(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _type_word(text: str | None) -> str:
     """A column type as one word Mermaid accepts: ``decimal(24,6)`` -> ``decimal``."""
     word = (text or "column").split("<")[0].split("(")[0].strip().lower()
+    # The YAML may say integer or long where the built table says int or bigint:
+    # one spelling, so the diagram does not depend on which source had the type.
+    word = _SPARK_SPELLING.get(word, word)
     return word.replace(" ", "_") or "column"
+
+
+_SPARK_SPELLING = {"integer": "int", "long": "bigint", "short": "smallint", "byte": "tinyint"}
 
 
 def mermaid_er(manifest: dict[str, Any], catalog: dict[str, Any] | None = None) -> str:

@@ -226,6 +226,29 @@ def test_the_diagram_types_are_one_word() -> None:
     )
 
 
+def test_the_diagram_spells_a_type_alike_from_the_yaml_or_the_built_table() -> None:
+    """YAML's integer/long and the table's int/bigint render the same (the committed
+    diagram went stale depending on which one a run happened to read)."""
+    from marts.diagram import mermaid_er
+
+    columns = {"n": {"name": "n", "data_type": "integer"}, "g": {"name": "g", "data_type": "long"}}
+    manifest = {
+        "nodes": {
+            "model.p.dim_a": {
+                "resource_type": "model",
+                "name": "dim_a",
+                "columns": columns,
+                "depends_on": {"nodes": []},
+            }
+        }
+    }
+    catalog = {
+        "nodes": {"model.p.dim_a": {"columns": {"N": {"type": "int"}, "G": {"type": "bigint"}}}}
+    }
+    assert mermaid_er(manifest) == mermaid_er(manifest, catalog)
+    assert "int n" in mermaid_er(manifest) and "bigint g" in mermaid_er(manifest)
+
+
 def test_missing_sources_are_told_before_spark_starts(tmp_path: Path) -> None:
     """A local lake is checked on disk: `marts build` on an empty lake starts no JVM."""
     from marts.runner import SOURCE_TABLES, local_missing_sources
