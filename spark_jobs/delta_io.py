@@ -64,7 +64,14 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
         builder = builder.partitionedBy(*table.partition_by)
     for key, value in table_properties(table).items():
         builder = builder.property(key, value)
-    builder.execute()
+    try:
+        builder.execute()
+    except Exception:
+        # Two drivers starting on a fresh lake both create the table: the loser's
+        # commit of version 0 fails (ProtocolChangedException, "multiple writers
+        # are writing to an empty directory"). The table exists: that is all we want.
+        if not table_exists(spark, path):
+            raise
 
 
 def table_version(spark: SparkSession, path: str) -> int:
