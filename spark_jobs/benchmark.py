@@ -328,7 +328,10 @@ def targets(
         "cold start until steady <= 30 s": None
         if cold.get("bronze") is None
         else cold["bronze"] <= 30,  # type: ignore[operator]
-        "sustained >= 20,000/s": None if highest_sustained is None else highest_sustained >= 20_000,
+        # Not measured when the run never tried 20,000/s (or more): only a run that did can fail it.
+        "sustained >= 20,000/s": None
+        if not comparisons or max(c.rate_per_s for c in comparisons) < 20_000
+        else highest_sustained is not None and highest_sustained >= 20_000,
         "replay from bronze, warm >= 5 x highest sustained rate": None
         if bronze_replay is None or not highest_sustained
         else bronze_replay.warm_rate_per_s >= 5 * highest_sustained,

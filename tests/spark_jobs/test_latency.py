@@ -49,3 +49,19 @@ def test_percentiles_and_buckets() -> None:
     buckets = latency.bucket_p95(data, START)
     assert list(buckets.index[:3]) == [0, 5, 10]
     assert latency.Percentiles.of(data["latency_ms"].iloc[:0]).p95_ms is None
+
+
+def test_the_sustained_rate_target_is_unmeasured_when_the_run_never_tried_it() -> None:
+    """A run of 1,000 and 5,000 events/s says nothing about 20,000/s: '-', not 'not met'."""
+    from spark_jobs.benchmark import Comparison, targets
+    from spark_jobs.latency import Percentiles
+
+    none = Percentiles(None, None, None, 0)
+
+    def at(rate: int) -> Comparison:
+        return Comparison(rate, none, none, none, None, None, None, True)
+
+    goal = "sustained >= 20,000/s"
+    assert targets([at(1000), at(5000)], {}, 5000, [])[goal] is None
+    assert targets([at(5000), at(20000)], {}, 5000, [])[goal] is False
+    assert targets([at(5000), at(20000)], {}, 20000, [])[goal] is True
