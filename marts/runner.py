@@ -10,14 +10,13 @@ sentence naming the node.
 from __future__ import annotations
 
 import json
-import os
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.environment import temporary_environment
 from core.errors import UserFacingError
 from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES
@@ -104,21 +103,6 @@ def marts_spark(settings: Settings) -> SparkSession:
     return spark
 
 
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    # dbt reads env_var() from the process environment: set for the call, restored after.
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
 def run_dbt(
     settings: Settings,
     args: list[str],
@@ -149,7 +133,7 @@ def run_dbt(
         node = event.data.node_info
         progress(name, f"{node.resource_type} {node.node_name}")
 
-    with _DBT_LOCK, _environment(dbt_env(settings)):
+    with _DBT_LOCK, temporary_environment(dbt_env(settings)):
         result = dbtRunner(callbacks=[on_event]).invoke(command)
     run = DbtRun(command, bool(result.success))
     _LAST[:] = [run]

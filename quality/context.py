@@ -11,11 +11,11 @@ analytics off: nothing is sent anywhere.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.environment import temporary_environment
 from core.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,26 +39,11 @@ def results_dir(settings: Settings) -> Path:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    # GX resolves ${VARIABLES} of its configuration from the process environment.
-    saved = {key: os.environ.get(key) for key in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-
-
-@contextlib.contextmanager
 def file_context(settings: Settings) -> Iterator[FileDataContext]:
     """The file context, its outputs under the state directory, the alert action registered."""
     results_dir(settings).mkdir(parents=True, exist_ok=True)
     docs_dir(settings).mkdir(parents=True, exist_ok=True)
-    with _environment(
+    with temporary_environment(
         {
             RESULTS_VARIABLE: str(results_dir(settings)),
             DOCS_VARIABLE: str(docs_dir(settings)),
