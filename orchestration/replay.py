@@ -121,34 +121,14 @@ def reconcile_range(
             live = live.where(F.col("window_end") <= F.lit(closed_before))
             replayed = replayed.where(F.col("window_end") <= F.lit(closed_before))
         found = reconcile.compare(live, replayed, transforms.WINDOW_KEY, reconcile.WINDOW_VALUES)
-        differences += _differences(table.name, found, transforms.WINDOW_KEY)
+        differences += reconcile.as_differences(table.name, found.collect(), transforms.WINDOW_KEY)
     live_silver = _load(spark, SILVER_QUAKES.path(lake)).join(entities, "entity_id", "left_semi")
     replay_silver = _load(spark, replay.replay_table(SILVER_QUAKES).path(lake)).join(
         entities, "entity_id", "left_semi"
     )
     found = reconcile.compare(live_silver, replay_silver, ("entity_id",), reconcile.SILVER_VALUES)
-    differences += _differences(SILVER_QUAKES.name, found, ("entity_id",))
+    differences += reconcile.as_differences(SILVER_QUAKES.name, found.collect(), ("entity_id",))
     return differences
-
-
-def _differences(table: str, found: DataFrame, key: tuple[str, ...]) -> list[reconcile.Difference]:
-    """``reconcile.compare``'s rows as differences (live_* and replay_* columns split)."""
-    result = []
-    for row in found.collect():
-        data = row.asDict()
-        result.append(
-            reconcile.Difference(
-                table=table,
-                key={k: data[k] for k in key},
-                live={k[5:]: v for k, v in data.items() if k.startswith("live_")}
-                if data.get("_l")
-                else None,
-                replay={k[7:]: v for k, v in data.items() if k.startswith("replay_")}
-                if data.get("_r")
-                else None,
-            )
-        )
-    return result
 
 
 def describe(differences: list[reconcile.Difference], limit: int = 10) -> str:

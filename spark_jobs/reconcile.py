@@ -92,18 +92,19 @@ def reconcile(
             live = live.where(F.col("window_end") <= F.lit(closed_before))
             replayed = replayed.where(F.col("window_end") <= F.lit(closed_before))
         rows = compare(live, replayed, transforms.WINDOW_KEY, WINDOW_VALUES).collect()
-        differences.extend(_as_differences(table.name, rows, transforms.WINDOW_KEY))
+        differences.extend(as_differences(table.name, rows, transforms.WINDOW_KEY))
     live_silver = _load(spark, SILVER_QUAKES, settings.lake_uri)
     replay_silver = _load(spark, replay_table(SILVER_QUAKES), settings.lake_uri)
     if entities is not None:
         live_silver = live_silver.join(entities, "entity_id", "left_semi")
         replay_silver = replay_silver.join(entities, "entity_id", "left_semi")
     rows = compare(live_silver, replay_silver, ("entity_id",), SILVER_VALUES).collect()
-    differences.extend(_as_differences(SILVER_QUAKES.name, rows, ("entity_id",)))
+    differences.extend(as_differences(SILVER_QUAKES.name, rows, ("entity_id",)))
     return differences
 
 
-def _as_differences(table: str, rows: list[object], key: tuple[str, ...]) -> list[Difference]:
+def as_differences(table: str, rows: list[object], key: tuple[str, ...]) -> list[Difference]:
+    """Rows of ``compare`` as differences (their live_* and replay_* columns split)."""
     result = []
     for row in rows:
         data = row.asDict()  # type: ignore[attr-defined]
