@@ -177,6 +177,14 @@ class SparkSettings(BaseModel):
     master: str = Field(
         "local[*]", description="Spark master URL: local[*], spark://, k8s://, yarn."
     )
+    task_max_failures: int = Field(
+        4,
+        ge=1,
+        description="Tries of a task before its job fails (spark.task.maxFailures). A local "
+        "master gives up at the first failure unless told otherwise (local[N] means 1): the "
+        "session runs local[N] as local[N,this], so a transient task failure is retried as "
+        "on a cluster instead of failing the micro-batch.",
+    )
     # Small batches on few cores: every extra shuffle task is overhead. Raise it on a cluster.
     shuffle_partitions: int = Field(2, ge=1)
     delta_snapshot_partitions: int = Field(

@@ -13,7 +13,7 @@ from typing import Any
 
 from core.errors import UserFacingError
 from core.settings import Settings
-from spark_jobs.session import catalog_config, connector_jars
+from spark_jobs.session import catalog_config, connector_jars, master_with_retries
 
 
 def marts_root(settings: Settings) -> str:
@@ -31,7 +31,9 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     """The ``STREAMHOUSE_DBT_*`` variables ``dbt/profiles.yml`` and ``dbt_project.yml`` read."""
     catalog = catalog_config(settings)
     return {
-        "STREAMHOUSE_DBT_SPARK_MASTER": settings.spark.master,
+        "STREAMHOUSE_DBT_SPARK_MASTER": master_with_retries(
+            settings.spark.master, settings.spark.task_max_failures
+        ),
         "STREAMHOUSE_DBT_SPARK_JARS": ",".join(str(p) for p in connector_jars(settings)),
         "STREAMHOUSE_DBT_DRIVER_CLASSPATH": catalog.get("spark.driver.extraClassPath", ""),
         "STREAMHOUSE_DBT_CATALOG_IMPLEMENTATION": catalog["spark.sql.catalogImplementation"],

@@ -23,10 +23,12 @@ command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway
 # settings (a CI image's Chrome and its driver) is used as it is.
 [ -x "${STREAMHOUSE_MONITORING__CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
 [ -x "${STREAMHOUSE_MONITORING__CHROMEDRIVER_PATH:-/usr/bin/chromedriver}" ] || missing+=(chromium-driver)
+# `streamhouse airflow graph` draws a DAG with Airflow's renderer through Graphviz's dot.
+command -v dot >/dev/null || missing+=(graphviz)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15, alertmanager, pushgateway, chromium)"
+  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15, alertmanager, pushgateway, chromium, graphviz)"
   exit 0
 fi
 

@@ -11,6 +11,7 @@ catalog, for tests that need no service.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
@@ -126,6 +127,25 @@ def catalog_config(settings: Settings) -> dict[str, str]:
     }
 
 
+_LOCAL_MASTER = re.compile(r"local(?:\[(\*|\d+)\])?")
+
+
+def master_with_retries(master: str, task_max_failures: int) -> str:
+    """``master`` with task retries: ``local`` and ``local[N]`` become ``local[N,F]``.
+
+    Spark's local scheduler fails a job at a task's first failure unless the
+    master names a count (``spark.task.maxFailures`` applies to cluster
+    masters only); a race inside Spark (a broadcast's block lock released
+    twice at task end) then fails a whole micro-batch. Other masters, and a
+    local master that already names its count, are returned as they are.
+    """
+    matched = _LOCAL_MASTER.fullmatch(master.strip())
+    if matched is None:
+        return master
+    threads = matched.group(1) or "1"
+    return f"local[{threads},{task_max_failures}]"
+
+
 def _is_local(uri: str) -> bool:
     """True for a plain path or a file: URI."""
     return "://" not in uri or uri.startswith("file:")
@@ -171,7 +191,8 @@ def build_spark(settings: Settings, app_name: str, log_file: Path | None = None)
     jars = ",".join(str(p) for p in connector_jars(settings))
     builder = (
         SparkSession.builder.appName(app_name)
-        .master(spark_cfg.master)
+        .master(master_with_retries(spark_cfg.master, spark_cfg.task_max_failures))
+        .config("spark.task.maxFailures", str(spark_cfg.task_max_failures))
         .config("spark.jars", jars)
         .config("spark.sql.extensions", "io.delta.sql.DeltaSparkSessionExtension")
         .config(

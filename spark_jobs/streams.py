@@ -43,6 +43,15 @@ JOBS = ("bronze", "late", "silver", "windows", "rollup")
 #: A query that ran this long before failing starts its backoff afresh.
 HEALTHY_RUN_S = 300.0
 MAX_BACKOFF_S = 60
+#: Restarts of one query that may fail in a row before the driver gives up (and the stack's
+#: supervisor starts a fresh process, with a fresh JVM).
+MAX_FAILED_RESTARTS = 5
+
+
+class RestartFailedError(RuntimeError):
+    """A query could not be started again: the driver ends and is restarted as a whole."""
+
+
 REGISTER_EVERY_S = 30.0  # the catalog learns of tables the queries create lazily
 RESTARTS = Counter(
     "streamhouse_stream_query_restarts_total", "Failed queries restarted from checkpoint", ["query"]
@@ -118,13 +127,16 @@ class Supervisor:
         listener: PrometheusListener,
         thresholds_s: dict[str, float],
         clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._factories = factories
         self._listener = listener
         self._thresholds_s = thresholds_s
         self._clock = clock
+        self._sleep = sleep
         self.queries = {name: factory() for name, factory in factories.items()}
         self._failures = dict.fromkeys(self.queries, 0)
+        self._failed_restarts = dict.fromkeys(self.queries, 0)
         self._started_at = dict.fromkeys(self.queries, clock())
         self._stalled: set[str] = set()
 
@@ -148,9 +160,27 @@ class Supervisor:
             backoff_s,
             error.strip().splitlines()[0] if error.strip() else error,
         )
-        time.sleep(backoff_s)
-        self.queries[name] = self._factories[name]()
+        self._sleep(backoff_s)
         self._started_at[name] = self._clock()
+        try:
+            self.queries[name] = self._factories[name]()
+        except Exception as restart_error:
+            # Starting a query runs Spark jobs of its own (table creation, resume offsets):
+            # the same transient failure must not end the driver and the other queries.
+            # The failed query stays in place, so the next round tries again, backing off.
+            self._failed_restarts[name] += 1
+            if self._failed_restarts[name] >= MAX_FAILED_RESTARTS:
+                raise RestartFailedError(
+                    f"query {name} could not be restarted {MAX_FAILED_RESTARTS} times in a row"
+                ) from restart_error
+            log.error(
+                "query %s could not be restarted (%d in a row), trying again: %s",
+                name,
+                self._failed_restarts[name],
+                str(restart_error).strip().splitlines()[0] if str(restart_error).strip() else "",
+            )
+            return
+        self._failed_restarts[name] = 0
 
     def _report_stalls(self) -> None:
         now = self._clock()

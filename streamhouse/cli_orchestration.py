@@ -7,8 +7,10 @@ Expectations outside Airflow, and where the one docs site is.
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -47,6 +49,28 @@ def airflow_password() -> None:
 def airflow_url() -> None:
     """Print the address of Airflow's UI (it opens nothing)."""
     guarded(lambda: out.print(load_settings().airflow_url, markup=False, highlight=False))
+
+
+@airflow_app.command("graph")
+def airflow_graph(
+    dag_id: Annotated[str, typer.Argument(help="The DAG to draw.")] = "lakehouse_daily",
+    out_file: Annotated[
+        Path, typer.Option("--out", help="The image to write (png, svg or pdf: its suffix).")
+    ] = Path("docs") / "img" / "lakehouse_daily.png",
+) -> None:
+    """Draw a DAG's graph with Airflow's own renderer, from the DAG files (no stack needed)."""
+    from streamhouse.runtime.airflow import airflow_env
+
+    def action() -> None:
+        settings = load_settings()
+        # Airflow's modules read its configuration at import: run them in its environment.
+        command = [sys.executable, "-m", "orchestration.graph", dag_id, str(out_file)]
+        result = subprocess.run(command, env=airflow_env(settings), check=False)
+        if result.returncode != 0:
+            raise UserFacingError(f"the graph of {dag_id} was not drawn (output above).")
+        report(f"{dag_id}: {out_file}")
+
+    guarded(action)
 
 
 @airflow_app.command(
