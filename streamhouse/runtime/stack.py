@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.errors import UserFacingError
-from core.settings import Settings
+from core.settings import PROJECT_ROOT, Settings
 from streamhouse.runtime import process
 from streamhouse.runtime.services import SERVICE_NAMES, ServiceSpec, build_services
 
@@ -143,13 +143,33 @@ def down(
             shutil.rmtree(paths.root)
             report(f"{name}: data purged")
     if purge and not names:
-        lake = Path(settings.lake_uri)
-        if lake.is_absolute() and lake.exists():
-            shutil.rmtree(lake)
-            report(f"lake purged: {lake}")
+        _purge_everything(settings, report)
     if not stopped:
         report("nothing was running")
     return stopped
+
+
+def _purge_everything(settings: Settings, report: Report) -> None:
+    """What the stack and its commands wrote: the lake and its checkpoints wherever they
+    are on this machine, and all of the state directory (Airflow's home with its
+    configuration and password, the docs site, dbt's and Spark's work, the logs), so a
+    later ``stack up`` starts as on a fresh machine. A remote lake (s3a://) is not touched."""
+    for root in (settings.lake_uri, settings.checkpoint_dir("", "")):
+        path = Path(root)
+        if path.is_absolute() and path.exists():
+            shutil.rmtree(path)
+            report(f"purged: {path}")
+    state = settings.state_dir.resolve()
+    if state in (Path("/"), Path.home().resolve(), PROJECT_ROOT.resolve()):
+        report(f"not purging {state}: it is not a directory of the stack's own")
+        return
+    if state.is_dir():
+        for entry in state.iterdir():
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        report(f"purged: everything under {settings.state_dir}")
 
 
 def status(settings: Settings) -> list[ServiceStatus]:

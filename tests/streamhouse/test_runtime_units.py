@@ -208,3 +208,28 @@ def test_the_two_streaming_drivers_run_every_query_once() -> None:
     assert background[-5:] == ["run", "late", "silver", "rollup", "--background"]
     assert "streaming" in specs["streaming-background"].depends_on
     assert set(STREAM_DRIVERS["streaming"]) == {"bronze", "windows"}
+
+
+def test_purging_the_stack_leaves_nothing_a_fresh_start_would_trip_on(tmp_path: Path) -> None:
+    """`stack down --purge` with no service named: Airflow's home (its configuration holds
+    the database password of the purged PostgreSQL), the docs site, dbt's work, the logs
+    and a lake outside the state directory all go; a named service purges only its own."""
+    from streamhouse.runtime import stack
+
+    state, lake = tmp_path / "state", tmp_path / "elsewhere" / "lake"
+    for path in (
+        state / "airflow" / "airflow.cfg",
+        state / "docs" / "index.html",
+        state / "dbt" / "marts" / "manifest.json",
+        state / "kafka" / "data" / "meta.properties",
+        state / "logs" / "marts.log",
+        lake / "bronze" / "quake_changes" / "_delta_log" / "0.json",
+    ):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("x")
+    settings = Settings(state_dir=state, lake_root=str(lake))
+    messages: list[str] = []
+    stack.down(settings, ["kafka"], purge=True, report=messages.append)
+    assert not (state / "kafka").exists() and (state / "airflow" / "airflow.cfg").exists()
+    stack.down(settings, purge=True, report=messages.append)
+    assert list(state.iterdir()) == [] and not lake.exists(), messages
