@@ -89,17 +89,6 @@ def airflow_cli(ctx: typer.Context) -> None:
     guarded(action)
 
 
-def _api(settings: Settings):  # type: ignore[no-untyped-def]
-    from orchestration.api_client import AirflowApi
-    from streamhouse.runtime.airflow import shown_password
-
-    return AirflowApi(
-        settings.airflow_url,
-        settings.airflow.admin_user,
-        shown_password(settings).get_secret_value(),
-    )
-
-
 def _day(text: str | None) -> date:
     if text is None:
         return (datetime.now(UTC) - timedelta(days=1)).date()
@@ -113,29 +102,42 @@ def _day(text: str | None) -> date:
 def airflow_run_daily(
     day: Annotated[str, typer.Option("--date", help="The UTC day to process (YYYY-MM-DD).")],
     timeout_s: Annotated[float, typer.Option(help="How long to wait for the run.")] = 3600,
+    prove: Annotated[
+        bool,
+        typer.Option(
+            "--prove/--no-prove",
+            help="Compare every table the run committed to with its version before "
+            "(Delta time travel): a rerun of a day must change no row.",
+        ),
+    ] = True,
 ) -> None:
-    """Trigger lakehouse_daily for a day on the stack's scheduler and follow it."""
+    """Trigger lakehouse_daily for a day on the stack's scheduler, follow it, prove it."""
+    from streamhouse.daily_run import airflow_api, require_success, run_day, show_run
 
     def action() -> None:
         settings = load_settings()
-        api = _api(settings)
-        api.wait_for_dag("lakehouse_daily")
-        api.set_paused("lakehouse_daily", False)
-        run_id = api.trigger("lakehouse_daily", {"day": _day(day).isoformat()})
-        report(f"lakehouse_daily: run {run_id}")
-        seen: dict[str, str] = {}
+        spark = None
+        if prove:
+            from spark_jobs.session import build_spark, spark_log_file
 
-        def show(tis: list[dict[str, object]]) -> None:
-            for ti in tis:
-                state = str(ti.get("state"))
-                if seen.get(str(ti["task_id"])) != state:
-                    seen[str(ti["task_id"])] = state
-                    console.print(f"  {ti['task_id']}: {state}")
-
-        state = api.wait_for_run("lakehouse_daily", run_id, timeout_s, show)
-        if state != "success":
-            raise UserFacingError(f"lakehouse_daily {run_id} {state}: see its tasks in the UI.")
-        report(f"lakehouse_daily {run_id}: success")
+            with console.status("starting Spark (for the time-travel proof)"):
+                spark = build_spark(
+                    settings, "streamhouse-proof", spark_log_file(settings, "streamhouse-proof")
+                )
+        try:
+            run = run_day(
+                settings,
+                airflow_api(settings),
+                _day(day),
+                timeout_s=timeout_s,
+                console=console,
+                spark=spark,
+            )
+        finally:
+            if spark is not None:
+                spark.stop()
+        show_run(run, out)
+        require_success(run)
 
     guarded(action)
 

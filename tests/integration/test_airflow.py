@@ -30,6 +30,7 @@ from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, SILVER_QUAKES
 from lake.time_travel import TableProof, commit_marker
 from orchestration.api_client import AirflowApi
 from orchestration.proof import prove_rerun, touched_tables, versions
+from streamhouse.daily_run import airflow_api
 from streamhouse.runtime import airflow, stack
 
 from ..receivers import Received, smtp_receiver, webhook_receiver
@@ -75,14 +76,6 @@ class DailyRuns:
     proofs: list[TableProof]
 
 
-def _api(settings: Settings) -> AirflowApi:
-    return AirflowApi(
-        settings.airflow_url,
-        settings.airflow.admin_user,
-        airflow.shown_password(settings).get_secret_value(),
-    )
-
-
 def _states(api: AirflowApi, run_id: str) -> dict[str, str]:
     return {str(ti["task_id"]): str(ti["state"]) for ti in api.task_instances(DAG_ID, run_id)}
 
@@ -121,7 +114,7 @@ def daily(airflow_stack: Settings, spark: SparkSession) -> DailyRuns:
     """lakehouse_daily for DAY through the scheduler, then its writing tasks cleared and rerun
     twice."""
     settings = airflow_stack
-    api = _api(settings)
+    api = airflow_api(settings)
     api.wait_for_dag(DAG_ID)
     api.set_paused(DAG_ID, False)
     run_id = api.trigger(DAG_ID, {"day": DAY.isoformat()})
@@ -205,7 +198,7 @@ def test_the_stack_runs_each_airflow_process_and_the_api_reports_them_healthy(
 
 
 def test_the_dags_are_parsed_without_import_errors(airflow_stack: Settings) -> None:
-    api = _api(airflow_stack)
+    api = airflow_api(airflow_stack)
     for dag_id in (DAG_ID, "lakehouse_freshness", "lakehouse_replay"):
         api.wait_for_dag(dag_id)
     errors = api.request("GET", "/importErrors")
