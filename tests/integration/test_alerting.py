@@ -108,6 +108,11 @@ def _text_part(message: Message) -> str:
     raise AssertionError(f"no text/plain part in {message['Subject']}")
 
 
+def _silver_quality_mails(inbox: Inbox) -> list[Message]:
+    mails = inbox.mail("DataQualityCheckFailed")
+    return [m for m in mails if "suite=silver_quakes" in _text_part(m)]
+
+
 def _wait(condition: Any, what: str) -> None:
     deadline = time.monotonic() + DELIVERY_DEADLINE_S
     while not condition():
@@ -133,11 +138,13 @@ def test_alerts_are_delivered_to_the_webhook_and_by_mail(
         batch_metrics.push_quality_result(
             settings, suite="silver_quakes", passed=10, failed=2, finished_at=now
         )
-        for alertname in ("PlatformProcessDown", "DagRunFailed", "DataQualityCheckFailed"):
+        for alertname in ("PlatformProcessDown", "DagRunFailed"):
             _wait(
                 lambda name=alertname: inbox.slack_text(name) and inbox.mail(name),
                 f"{alertname} (webhook and e-mail)",
             )
+        # Another suite's failure (an earlier module's) may be in flight too: wait for this one.
+        _wait(lambda: _silver_quality_mails(inbox), "DataQualityCheckFailed of silver_quakes")
     finally:
         now = datetime.now(UTC)
         batch_metrics.push_dag_run(
@@ -161,8 +168,9 @@ def test_alerts_are_delivered_to_the_webhook_and_by_mail(
     assert "The last run of DAG lakehouse_daily failed" in text
     assert f"Dashboard: {prometheus}/consoles/batch.html" in text
 
-    mail = inbox.mail("DataQualityCheckFailed")[0]
-    assert mail["Subject"] == "[FIRING:1] DataQualityCheckFailed (page) - streamhouse"
+    mail = _silver_quality_mails(inbox)[0]
+    assert str(mail["Subject"]).startswith("[FIRING:")
+    assert str(mail["Subject"]).endswith("] DataQualityCheckFailed (page) - streamhouse")
     assert mail["From"] == settings.alerting.smtp_from
     assert mail["To"] == settings.alerting.smtp_to
     body = _text_part(mail)
