@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 #: the 1-minute windows and their 1-hour rollup. The stack runs the latency-critical
 #: ones (bronze, windows) in one driver and the rest in a second, lower-priority one.
 JOBS = ("bronze", "late", "silver", "windows", "rollup")
+#: The order of an available-now run: a Delta source fixes the version it reads up to
+#: when its query starts, so a query starts only once the queries it reads from have
+#: finished (late events, silver and the minute windows read bronze; the rollup reads
+#: the minute windows). Run all at once, they would read a bronze still empty.
+AVAILABLE_NOW_STAGES = (("bronze",), ("late", "silver", "windows"), ("rollup",))
 #: A query that ran this long before failing starts its backoff afresh.
 HEALTHY_RUN_S = 300.0
 MAX_BACKOFF_S = 60
@@ -103,6 +108,15 @@ def query_factories(
         ),
     }
     return dict(starts[job] for job in resolve_jobs(jobs))
+
+
+def run_stages(jobs: tuple[str, ...], available_now: bool) -> list[tuple[str, ...]]:
+    """The groups of ``jobs`` run one after the other: all at once when continuous, in
+    ``AVAILABLE_NOW_STAGES`` order when available-now."""
+    if not available_now:
+        return [jobs]
+    stages = [tuple(job for job in stage if job in jobs) for stage in AVAILABLE_NOW_STAGES]
+    return [stage for stage in stages if stage]
 
 
 def stall_threshold_s(settings: Settings, query_name: str) -> float:
@@ -233,13 +247,42 @@ def run(
     spark = build_spark(settings, f"streamhouse-{'-'.join(jobs)}")
     listener = PrometheusListener()
     spark.streams.addListener(listener)
+    registrar = LakeRegistrar(spark, settings)
+    for stage in run_stages(jobs, available_now):
+        _supervise(
+            spark,
+            settings,
+            stage,
+            listener=listener,
+            registrar=registrar,
+            stop=stop,
+            available_now=available_now,
+        )
+        if stop.is_set():
+            return
+    if available_now:
+        registrar.poll()  # the tables the run created are in the catalog when it ends
+
+
+def _supervise(
+    spark: SparkSession,
+    settings: Settings,
+    jobs: tuple[str, ...],
+    *,
+    listener: PrometheusListener,
+    registrar: LakeRegistrar,
+    stop: threading.Event,
+    available_now: bool,
+) -> None:
+    """Start ``jobs``' queries and supervise them until they end (available-now) or
+    ``stop`` is set."""
     factories = query_factories(spark, settings, jobs, available_now)
     thresholds = {name: stall_threshold_s(settings, name) for name in factories}
     for name, threshold in thresholds.items():
         STALL_THRESHOLD_S.labels(name).set(threshold)
     supervisor = Supervisor(factories, listener, thresholds)
     log.info("started %s", ", ".join(supervisor.queries))
-    registrar, registered_at = LakeRegistrar(spark, settings), 0.0
+    registered_at = 0.0
     try:
         while not stop.is_set():
             if not registrar.complete and time.monotonic() - registered_at > REGISTER_EVERY_S:
