@@ -43,7 +43,7 @@ from lake.tables import (
     Table,
 )
 from spark_jobs import checkpoints, transforms
-from spark_jobs.aggregates_stream import MINUTE, hour_windows_of
+from spark_jobs.aggregates_stream import HOUR, HOUR_SLIDE, MINUTE, hour_windows_of
 from spark_jobs.bronze_stream import CHECKPOINT_SINK, JOB, ChangeDecoder, kafka_reader_options
 from spark_jobs.delta_io import ensure_table, insert_new, merge_upsert
 
@@ -243,8 +243,13 @@ def replay(
     )
     minutes = minute_windows(window_rows).persist()
     counts[QUAKE_WINDOWS_1M.name] = int(minutes.count())
+    minutes_path = targets.minutes.path(settings.lake_uri)
+    # A range of late events only has no window: the tables exist all the same (empty),
+    # as the live ones do, so a reconciliation compares them instead of failing on a path.
+    ensure_table(spark, targets.minutes, minutes_path, minutes)
+    hours_like = transforms.rollup_windows(minutes.limit(0), HOUR, HOUR_SLIDE)
+    ensure_table(spark, targets.hours, targets.hours.path(settings.lake_uri), hours_like)
     if counts[QUAKE_WINDOWS_1M.name]:
-        minutes_path = targets.minutes.path(settings.lake_uri)
         merge_upsert(spark, minutes, targets.minutes, minutes_path, transforms.WINDOW_KEY)
         # The hours roll up from the minute table, as the live rollup does: every
         # hour holding a recomputed minute, from all the minutes it holds.

@@ -121,3 +121,21 @@ def test_bounded_live_replay_equals_a_full_rebuild(spark: SparkSession, tmp_path
     }
     assert (silver["a"].updated_ms, silver["c"].updated_ms, silver["c"].mag) == (2, 1, 3.0)
     assert set(silver) == {"a", "b", "c", "d", "e", "f", "g"}
+
+
+def test_a_range_of_late_events_only_replays_and_reconciles_with_empty_windows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """No event of the range is on time, so no window: the replay still leaves both window
+    tables (empty), and reconciling finds no difference instead of a missing path (the
+    replay DAG failed so on the simulator's 2019 data, all of it late)."""
+    settings = Settings(state_dir=tmp_path / "state", lake_root=str(tmp_path / "lake"))
+    late = bronze_rows(spark, T0, [event("g", 1, T0 - 30 * MINUTE, 5.0, "ci")])
+    append_once(late, BRONZE_QUAKE_CHANGES, BRONZE_QUAKE_CHANGES.path(settings.lake_uri), "b", 0)
+    replay.replay_bronze(spark, settings, None, None, to_live=True)
+    counts = replay.replay_bronze(spark, settings, None, None)
+    assert counts[QUAKE_WINDOWS_1M.name] == counts[QUAKE_WINDOWS_1H.name] == 0
+    for table in (QUAKE_WINDOWS_1M, QUAKE_WINDOWS_1H):
+        side = spark.read.format("delta").load(replay.replay_table(table).path(settings.lake_uri))
+        assert side.count() == 0 and "event_count" in side.columns
+    assert reconcile.reconcile(spark, settings) == []
