@@ -419,7 +419,11 @@ def run_benchmark(
     spark_start = time.monotonic() - began
     schema = settings.catalog.marts_schema
     for name in ("staging_schema", "marts_schema"):
-        spark.sql(f"CREATE SCHEMA IF NOT EXISTS {getattr(settings.catalog, name)}")
+        # A previous run's marts are still in the catalog while their files went with its
+        # work folder: the catalog would answer for tables that no longer exist (a second
+        # run failed on DELTA_PATH_DOES_NOT_EXIST). Their files are gone; drop the names.
+        spark.sql(f"DROP SCHEMA IF EXISTS {getattr(settings.catalog, name)} CASCADE")
+        spark.sql(f"CREATE SCHEMA {getattr(settings.catalog, name)}")
     bronze_rows = spark.table(f"{settings.catalog.lake_schema}.quake_changes").count()
     window = interval_vars(settings, last_day, today, today)
     report(f"first build (seeds, models, data tests) over {bronze_rows:,} bronze rows")
