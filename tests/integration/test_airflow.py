@@ -109,9 +109,15 @@ def airflow_stack(infra_stack: Settings) -> Settings:
     """Every service, Airflow's four processes included, and the stream's tables present."""
     stack.up(infra_stack, report=print)
     needed = [BRONZE_QUAKE_CHANGES, SILVER_QUAKES, QUAKE_WINDOWS_1H]
-    deadline = time.monotonic() + 300
+    # Two drivers' first batches after 14 services started: minutes on a busy machine.
+    deadline = time.monotonic() + 600
     while not all((Path(t.path(infra_stack.lake_uri)) / "_delta_log").is_dir() for t in needed):
-        assert time.monotonic() < deadline, "the stream did not create its tables"
+        missing = [
+            t.name
+            for t in needed
+            if not (Path(t.path(infra_stack.lake_uri)) / "_delta_log").is_dir()
+        ]
+        assert time.monotonic() < deadline, f"the stream did not create {missing}"
         time.sleep(3)
     return infra_stack
 
