@@ -7,13 +7,11 @@ every dependency of ``lakehouse_daily``.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
-from core.settings import PROJECT_ROOT
+from .airflow_process import run_isolated
 
 TASKS = (
     "wait_for_bronze",
@@ -28,19 +26,7 @@ TASKS = (
 
 
 def _draw(tmp_path: Path, dag_id: str, out: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "STREAMHOUSE_AIRFLOW"))
-    }
-    env.update({"AIRFLOW_HOME": str(tmp_path / "home"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
-    return subprocess.run(
-        [sys.executable, "-m", "orchestration.graph", dag_id, str(out)],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_isolated(["-m", "orchestration.graph", dag_id, str(out)], tmp_path / "home")
 
 
 def test_the_daily_dag_is_drawn_with_every_task_and_edge(tmp_path: Path) -> None:

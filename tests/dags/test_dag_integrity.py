@@ -10,15 +10,14 @@ while the files are parsed raises, and the heavy libraries the tasks use
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from core.settings import PROJECT_ROOT
+
+from .airflow_process import run_isolated
 
 DAGS = ("lakehouse_daily", "lakehouse_freshness", "lakehouse_replay")
 #: Parsing the three files, after Airflow itself is imported; a Spark session or a query
@@ -30,23 +29,9 @@ PARSE_BUDGET_S = 8.0
 def dagbag(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     home = tmp_path_factory.mktemp("airflow-home")
     output = home / "dagbag.json"
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "STREAMHOUSE_AIRFLOW"))
-    }
-    env.update({"AIRFLOW_HOME": str(home), "AIRFLOW__CORE__LOAD_EXAMPLES": "False"})
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(Path(__file__).with_name("dagbag_probe.py")),
-            str(PROJECT_ROOT / "dags"),
-            str(output),
-        ],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = run_isolated(
+        [str(Path(__file__).with_name("dagbag_probe.py")), str(PROJECT_ROOT / "dags"), str(output)],
+        home,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     loaded: dict[str, Any] = json.loads(output.read_text())

@@ -81,8 +81,12 @@ class DailyRuns:
     proofs: list[TableProof]
 
 
-def _states(api: AirflowApi, run_id: str) -> dict[str, str]:
-    return {str(ti["task_id"]): str(ti["state"]) for ti in api.task_instances(DAG_ID, run_id)}
+def _states(api: AirflowApi, run_id: str, dag_id: str = DAG_ID) -> dict[str, str]:
+    return {str(ti["task_id"]): str(ti["state"]) for ti in api.task_instances(dag_id, run_id)}
+
+
+def _tries(api: AirflowApi, run_id: str) -> dict[str, int]:
+    return {str(ti["task_id"]): int(ti["try_number"]) for ti in api.task_instances(DAG_ID, run_id)}
 
 
 def _wait(api: AirflowApi, run_id: str) -> tuple[str, float]:
@@ -165,8 +169,7 @@ def daily(airflow_stack: Settings, spark: SparkSession) -> DailyRuns:
         rerun_seconds += seconds
         rerun_tasks = _states(api, run_id)
         assert state == "success", _failure_help(settings, run_id, rerun_tasks)
-    tries = {str(ti["task_id"]): int(ti["try_number"]) for ti in api.task_instances(DAG_ID, run_id)}
-    rerun_tries = {task: n for task, n in tries.items() if n > 1}
+    rerun_tries = {task: n for task, n in _tries(api, run_id).items() if n > 1}
     proofs = prove_rerun(spark, tables, before, commit_marker(DAG_ID, run_id))
     for proof in proofs:
         print(f"{proof.name}: {[c.line() for c in proof.commits]}")
@@ -295,9 +298,7 @@ def _fail_an_empty_day(settings: Settings, api: AirflowApi, received: Received) 
         states = _states(api, run_id)
         assert state == "failed", _failure_help(settings, run_id, states)
         assert states["validate_bronze"] == "failed", states
-        tries = {
-            str(ti["task_id"]): int(ti["try_number"]) for ti in api.task_instances(DAG_ID, run_id)
-        }
+        tries = _tries(api, run_id)
         assert tries["validate_bronze"] == 1, "a failed expectation is not retried"
         for downstream in ("build_marts", "compact", "validate_marts", "publish_docs", "report"):
             assert states[downstream] == "upstream_failed", states
@@ -372,9 +373,7 @@ def test_the_freshness_and_replay_dags_run_on_the_stack(
             runs[dag_id] = api.trigger(dag_id, conf)
         for dag_id, run_id in runs.items():
             state = api.wait_for_run(dag_id, run_id, RUN_TIMEOUT_S, poll_s=5.0)
-            states = {
-                str(ti["task_id"]): str(ti["state"]) for ti in api.task_instances(dag_id, run_id)
-            }
+            states = _states(api, run_id, dag_id)
             assert state == "success", _failure_help(settings, run_id, states, dag_id)
     finally:
         # Paused again: an hourly freshness run must not go on through the later modules.
