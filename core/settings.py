@@ -691,6 +691,12 @@ class MaintenanceSettings(BaseModel):
         description="VACUUM deletes files unreferenced for longer than this (at least Delta's "
         "7-day default, never less than time_travel_hours).",
     )
+    vacuum_mode: Literal["lite", "full"] = Field(
+        "lite",
+        description="lite: VACUUM finds the files to delete in the Delta log (fast; a FULL run "
+        "follows when Delta refuses LITE); full: it lists every file of the table, which also "
+        "finds files no commit added (a failed write's leftovers).",
+    )
 
     @model_validator(mode="after")
     def _vacuum_keeps_time_travel(self) -> MaintenanceSettings:

@@ -17,6 +17,16 @@ metrics.
   retention (the table's ``delta.deletedFileRetentionDuration``: Delta 4
   ignores ``RETAIN n HOURS``) is never shorter than the time-travel window
   (``MaintenanceSettings``), so ``VERSION AS OF`` within a day's reruns works.
+- VACUUM runs LITE by default: it finds the files to delete in the log's
+  ``remove`` actions since the last LITE run instead of listing the table's
+  directory (measured on an 8-partition table: 1-3 s against 28-40 s for a
+  FULL run, which lists every file). LITE cannot see files no commit ever
+  added (a failed write's leftovers); FULL can, at the cost of the listing.
+  Delta refuses LITE (``DELTA_CANNOT_VACUUM_LITE``) when the log was cleaned
+  past the last LITE run's mark; a FULL run follows then. A FULL run also
+  resets that mark, so on a table whose log no longer starts at version 0,
+  every later LITE is refused as well and each run pays for a FULL one
+  (warned in the task's log): keep the daily VACUUM on LITE from the start.
 """
 
 from __future__ import annotations
@@ -87,6 +97,8 @@ class VacuumResult:
     files_deleted: int
     table_files: int
     seconds: float
+    #: "lite", "full", or "full (lite refused)".
+    mode: str = "lite"
     history: list[str] = field(default_factory=list)
 
 
@@ -175,7 +187,35 @@ def retention_hours(value: str | None) -> float:
     return int(match.group(1)) * _UNIT_HOURS[match.group(2).lower()]
 
 
-def vacuum(spark: SparkSession, name: str, path: str, retention_hours_: int) -> VacuumResult:
+#: The error class of Delta's refusal of a LITE VACUUM.
+LITE_REFUSED = "DELTA_CANNOT_VACUUM_LITE"
+VACUUM_MODES = ("lite", "full")
+
+
+def _run_vacuum(spark: SparkSession, path: str, mode: str, name: str) -> str:
+    """``VACUUM`` in ``mode``; a refused LITE run becomes a FULL one. The mode that ran."""
+    if mode == "full":
+        spark.sql(f"VACUUM delta.`{path}` FULL").collect()
+        return "full"
+    try:
+        spark.sql(f"VACUUM delta.`{path}` LITE").collect()
+    except Exception as error:  # py4j's or pyspark's wrapper of DeltaIllegalStateException
+        if LITE_REFUSED not in str(error):
+            raise
+        log.warning(
+            "%s: Delta refused a LITE VACUUM (%s: the log no longer holds every removed "
+            "file since the last LITE run); running a FULL one, which lists the table",
+            name,
+            LITE_REFUSED,
+        )
+        spark.sql(f"VACUUM delta.`{path}` FULL").collect()
+        return "full (lite refused)"
+    return "lite"
+
+
+def vacuum(
+    spark: SparkSession, name: str, path: str, retention_hours_: int, mode: str = "lite"
+) -> VacuumResult:
     """VACUUM the table, keeping files any version younger than ``retention_hours_`` needs.
 
     Delta 4 ignores ``VACUUM ... RETAIN n HOURS`` (anything but 0; delta-io/delta#5028)
@@ -183,6 +223,8 @@ def vacuum(spark: SparkSession, name: str, path: str, retention_hours_: int) -> 
     the property is set to the retention first, only when it differs (a metadata
     commit, which a concurrent streaming write would have to retry).
     """
+    if mode not in VACUUM_MODES:
+        raise ValueError(f"VACUUM mode {mode!r} is not one of {', '.join(VACUUM_MODES)}")
     if retention_hours_ < DEFAULT_RETENTION_HOURS:
         raise ValueError(
             f"a VACUUM retention of {retention_hours_} h is below Delta's 7-day safety window"
@@ -197,7 +239,7 @@ def vacuum(spark: SparkSession, name: str, path: str, retention_hours_: int) -> 
             f"('{RETENTION_PROPERTY}' = 'interval {retention_hours_} hours')"
         )
     before = table_version(spark, path)
-    spark.sql(f"VACUUM delta.`{path}`").collect()
+    ran = _run_vacuum(spark, path, mode, name)
     history = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(f"version > {before}")
     deleted = 0
     lines = []
@@ -214,5 +256,6 @@ def vacuum(spark: SparkSession, name: str, path: str, retention_hours_: int) -> 
         files_deleted=deleted,
         table_files=int(detail["numFiles"]),
         seconds=time.monotonic() - began,
+        mode=ran,
         history=lines,
     )

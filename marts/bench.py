@@ -13,7 +13,11 @@ A benchmark, not a test. On a topic, lake and catalog schemas of its own:
    from the facts (the day the daily run has not merged yet) and one daily
    incremental run (``dbt run`` over that day and its lookback) merges them
    back; the result must equal the full refresh's (``EXCEPT ALL`` both ways);
-5. a one-day query on the partitioned marts, counting the files it reads.
+5. the floor of a daily run: ``dbt run`` over a day with no rows in its
+   interval or lookback (the same models and statements, no data), ``runs``
+   times after a warm-up, which shows how much of the daily run is dbt's and
+   Spark's fixed cost per model rather than work on the day's rows;
+6. a one-day query on the partitioned marts, counting the files it reads.
 
 Figures: wall time (in-process, the JVM already started; its start is
 reported apart), dbt's time per model, rows and files written from Delta's
@@ -57,6 +61,8 @@ FACTS = {
 PARTITIONED = ("fct_quake_revisions", "fct_quakes")
 TARGET_INCREMENTAL_SHARE = 0.05
 TARGET_ONE_DAY_FILES_SHARE = 0.05
+#: The run over a day with no data: the daily run's fixed cost.
+EMPTY_DAY = "empty day"
 
 
 @dataclass
@@ -79,7 +85,7 @@ class Scans:
 class RunFigures:
     """One timed dbt command."""
 
-    kind: str  # "full refresh" or "incremental"
+    kind: str  # "full refresh", "incremental" or "empty day"
     seconds: float
     model_seconds: dict[str, float]
     rows_written: dict[str, int]
@@ -133,6 +139,12 @@ class MartsBenchResult:
     def incremental_share(self) -> float:
         full = self.median("full refresh")
         return self.median("incremental") / full if full else 0.0
+
+    @property
+    def floor_share(self) -> float:
+        """The empty day's run against the full refresh (medians): the fixed cost's share."""
+        full = self.median("full refresh")
+        return self.median(EMPTY_DAY) / full if full else 0.0
 
 
 def last_execution_id(spark: SparkSession) -> int:
@@ -473,6 +485,18 @@ def run_benchmark(
             f"  full refresh {full.seconds:.1f} s, daily run {daily.seconds:.1f} s, equal: "
             f"{result.equal_to_full_refresh}"
         )
+    # Past the history and its lookback: every model's interval holds no row.
+    empty_day = today + timedelta(days=int(window["lookback_days"]) + 2)
+    empty_window = interval_vars(settings, empty_day, None, today)
+    report(f"the floor: dbt run over {empty_day}, a day with no rows (warm-up, then {runs})")
+    run_dbt(settings, ["run"], empty_window)  # warm-up: dbt re-parses for the new vars
+    for _ in range(runs):
+        empty = timed_run(
+            spark, settings, kind=EMPTY_DAY, args=["run"], window=empty_window, marts=marts
+        )
+        result.runs.append(empty)
+        written = sum(empty.rows_written.values())
+        report(f"  empty day {empty.seconds:.1f} s, rows written {written}")
     middle = last_day - timedelta(days=days // 2)
     result.one_day = [one_day_query(spark, settings, mart, middle) for mart in PARTITIONED]
     result.machine = {
@@ -497,20 +521,26 @@ def plot(result: MartsBenchResult, path: Path) -> None:
 
     full = [r for r in result.runs if r.kind == "full refresh"]
     daily = [r for r in result.runs if r.kind == "incremental"]
+    empty = [r for r in result.runs if r.kind == EMPTY_DAY]
     if not full or not daily:
         return
     models = sorted(full[-1].model_seconds, key=lambda m: -full[-1].model_seconds[m])[:8]
     figure, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 5))
     positions = range(len(models))
-    left.barh([p + 0.2 for p in positions], [full[-1].model_seconds[m] for m in models], 0.4,
+    left.barh([p + 0.27 for p in positions], [full[-1].model_seconds[m] for m in models], 0.27,
               label="full refresh")  # fmt: skip
-    left.barh([p - 0.2 for p in positions], [daily[-1].model_seconds.get(m, 0) for m in models],
-              0.4, label="daily run")  # fmt: skip
+    left.barh(list(positions), [daily[-1].model_seconds.get(m, 0) for m in models], 0.27,
+              label="daily run")  # fmt: skip
+    if empty:
+        left.barh([p - 0.27 for p in positions],
+                  [empty[-1].model_seconds.get(m, 0) for m in models], 0.27,
+                  label="a day with no rows")  # fmt: skip
     left.set_yticks(list(positions), models)
     left.set_xlabel("seconds (dbt, per model)")
     left.set_title(
         f"{result.days} days: full {result.median('full refresh'):.0f} s, daily "
-        f"{result.median('incremental'):.0f} s ({result.incremental_share:.0%})"
+        f"{result.median('incremental'):.0f} s ({result.incremental_share:.0%}), no rows "
+        f"{result.median(EMPTY_DAY):.0f} s"
     )
     left.legend()
     tables = sorted(set(full[-1].files_read) | set(daily[-1].files_read))

@@ -151,8 +151,16 @@ def compact(spark: SparkSession, settings: Settings, interval: Interval) -> dict
     retention = settings.maintenance.vacuum_retention_hours
     vacuumed = []
     for target in targets:
-        cleaned = vacuum(spark, target.name, target.path, retention)
-        log.info("%s: VACUUM deleted %d files", target.name, cleaned.files_deleted)
+        cleaned = vacuum(
+            spark, target.name, target.path, retention, settings.maintenance.vacuum_mode
+        )
+        log.info(
+            "%s: VACUUM %s deleted %d files in %.1f s",
+            target.name,
+            cleaned.mode.upper(),
+            cleaned.files_deleted,
+            cleaned.seconds,
+        )
         vacuumed.append(asdict(cleaned))
     return {"optimize": optimized, "vacuum": vacuumed}
 

@@ -304,6 +304,8 @@ def bench_marts(
 
 def show_bench(result: Any) -> None:
     """The benchmark's figures, and each target met or missed."""
+    from marts.bench import EMPTY_DAY
+
     table = Table(
         "run", "seconds", "rows written", "files written", "files read", "rows read",
         title=f"marts at {result.days} days ({result.bronze_rows:,} bronze rows)",
@@ -324,6 +326,12 @@ def show_bench(result: Any) -> None:
         f"{'met' if share <= 0.05 else 'missed'}); equal to the full refresh: "
         f"{result.equal_to_full_refresh}"
     )
+    if result.median(EMPTY_DAY):
+        out.print(
+            f"a day with no rows (the fixed cost of a run) / full refresh: "
+            f"{result.floor_share:.1%}; the daily run above it: "
+            f"{result.incremental_share - result.floor_share:.1%}"
+        )
     for query in result.one_day:
         out.print(
             f"one day of {query.mart}: {query.files_read} of {query.files_in_table} files "

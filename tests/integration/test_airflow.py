@@ -321,6 +321,51 @@ def _fail_an_empty_day(settings: Settings, api: AirflowApi, received: Received) 
     assert sum(title in text for text in received.webhook_texts()) == 1, received.webhook_texts()
 
 
+def test_the_sensor_waits_in_the_triggerer_while_the_day_is_not_complete(
+    daily: DailyRuns,
+) -> None:
+    """Today's run: bronze's watermark (now) is short of today's end plus the lateness, so
+    the sensor defers to the triggerer (a trigger of ours, picked up by the triggerer, no
+    worker slot held) and nothing downstream starts; failing the run ends the wait."""
+    api = daily.api
+    today = datetime.now(UTC).date()
+    run_id = api.trigger(DAG_ID, {"day": today.isoformat()})
+    try:
+        deadline = time.monotonic() + 300
+        while (sensor := _instance(api, run_id, "wait_for_bronze"))["state"] != "deferred":
+            assert sensor["state"] not in ("success", "failed"), sensor
+            assert time.monotonic() < deadline, f"the sensor never deferred: {sensor}"
+            time.sleep(2)
+        # Held across several looks of the trigger, not just once.
+        time.sleep(3 * daily.settings.airflow.wait_poke_s + 5)
+        sensor = _instance(api, run_id, "wait_for_bronze")
+        assert sensor["state"] == "deferred", sensor
+        trigger = sensor["trigger"]
+        assert trigger["classpath"] == "orchestration.sensors.BronzeWatermarkTrigger", trigger
+        assert trigger["triggerer_id"] is not None, f"no triggerer runs the trigger: {trigger}"
+        states = _states(api, run_id)
+        started = {t: s for t, s in states.items() if t != "wait_for_bronze" and s != "None"}
+        assert not started, f"tasks started before the day was complete: {started}"
+    finally:
+        api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
+    assert api.run(DAG_ID, run_id)["state"] == "failed"
+    assert _instance(api, run_id, "wait_for_bronze")["state"] != "deferred"
+    # The triggerer's own log of the trigger: it looked at bronze several times, each time
+    # short of the day's end plus the lateness.
+    logs = airflow.airflow_home(daily.settings) / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}"
+    looks = [
+        line
+        for log in (logs / "task_id=wait_for_bronze").glob("*.trigger.*.log")
+        for line in log.read_text().splitlines()
+        if "has not reached" in line
+    ]
+    assert len(looks) >= 3, looks
+
+
+def _instance(api: AirflowApi, run_id: str, task_id: str) -> dict[str, Any]:
+    return next(ti for ti in api.task_instances(DAG_ID, run_id) if ti["task_id"] == task_id)
+
+
 #: On-time events the freshness and replay runs need (the fixture's 2019 events are all late,
 #: so without them the window tables stay empty: stale for dbt, nothing to reconcile).
 ON_TIME_EVENTS = 600

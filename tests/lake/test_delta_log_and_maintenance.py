@@ -5,6 +5,8 @@ the time-travel proof of a job's commits. Real Delta tables written by the test 
 from __future__ import annotations
 
 import json
+import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -123,6 +125,32 @@ def test_vacuum_keeps_the_time_travel_window(spark: SparkSession, table: str) ->
     assert detail is not None
     assert detail["properties"]["delta.deletedFileRetentionDuration"] == "interval 240 hours"
     assert retention_hours("interval 1 week") == 168 and retention_hours(None) == 168
+    assert result.mode == "lite"
+    assert vacuum(spark, "t", table, 240, "full").mode == "full"
+    with pytest.raises(ValueError, match="lite, full"):
+        vacuum(spark, "t", table, 240, "fast")
+
+
+def test_a_refused_lite_vacuum_runs_a_full_one(spark: SparkSession, table: str) -> None:
+    """A log cleaned up past its start (no version 0) with no LITE run before: Delta refuses
+    LITE (DELTA_CANNOT_VACUUM_LITE) and the clean-up still happens, as FULL."""
+    spark.sql(f"ALTER TABLE delta.`{table}` SET TBLPROPERTIES ('delta.checkpointInterval' = '2')")
+    optimize(spark, CompactionTarget("t", table))  # version 5, after the checkpoint of 4
+    log_dir = Path(table) / "_delta_log"
+    assert (log_dir / f"{4:020d}.checkpoint.parquet").exists()
+    for version in range(4):  # what the log's clean-up (logRetentionDuration) does
+        (log_dir / f"{version:020d}.json").unlink()
+        for crc in log_dir.glob(f"{version:020d}.crc"):
+            crc.unlink()
+    for checkpoint in log_dir.glob(f"{2:020d}.checkpoint.parquet"):
+        checkpoint.unlink()
+    # Version 4, now the log's first, is past the retention (commit times are file times).
+    ten_days_ago = time.time() - 10 * 86400
+    for old in log_dir.glob(f"{4:020d}.*"):
+        os.utime(old, (ten_days_ago, ten_days_ago))
+    result = vacuum(spark, "t", table, 168)
+    assert result.mode == "full (lite refused)"
+    assert result.table_files == 2
 
 
 def test_the_proof_sees_a_job_s_commits_only_and_catches_a_changed_row(

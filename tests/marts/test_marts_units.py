@@ -201,6 +201,24 @@ def test_spark_metric_values_are_read_as_numbers() -> None:
     assert _written([merge, replace]) == (24, 5, 1)
 
 
+def test_the_bench_compares_medians_and_the_empty_day_floor() -> None:
+    from marts.bench import EMPTY_DAY, MartsBenchResult, RunFigures
+
+    def run(kind: str, seconds: float) -> RunFigures:
+        return RunFigures(kind, seconds, {}, {}, {}, {}, {}, {}, {})
+
+    result = MartsBenchResult("c", 30, 1, ("a", "b"), 3, 1, 0, 0, 0, 0)
+    assert result.incremental_share == 0.0 and result.floor_share == 0.0  # nothing ran
+    result.runs = [
+        run("full refresh", 40.0), run("full refresh", 20.0), run("full refresh", 30.0),
+        run("incremental", 12.0), run("incremental", 9.0), run("incremental", 15.0),
+        run(EMPTY_DAY, 6.0), run(EMPTY_DAY, 9.0), run(EMPTY_DAY, 3.0),
+    ]  # fmt: skip
+    assert result.median("full refresh") == 30.0
+    assert result.incremental_share == 12.0 / 30.0
+    assert result.floor_share == 6.0 / 30.0
+
+
 def test_the_diagram_types_are_one_word() -> None:
     from marts.diagram import mermaid_er
 
