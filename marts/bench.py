@@ -489,7 +489,7 @@ def run_benchmark(
     empty_day = today + timedelta(days=int(window["lookback_days"]) + 2)
     empty_window = interval_vars(settings, empty_day, None, today)
     report(f"the floor: dbt run over {empty_day}, a day with no rows (warm-up, then {runs})")
-    run_dbt(settings, ["run"], empty_window)  # warm-up: dbt re-parses for the new vars
+    require_success(run_dbt(settings, ["run"], empty_window))  # warm-up: dbt re-parses
     for _ in range(runs):
         empty = timed_run(
             spark, settings, kind=EMPTY_DAY, args=["run"], window=empty_window, marts=marts
