@@ -51,8 +51,13 @@ def table_properties(table: Table) -> dict[str, str]:
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
-    """True when a Delta table lives at ``path``."""
-    return bool(DeltaTable.isDeltaTable(spark, path))
+    """True when a Delta table lives at ``path``, from the log's newest state.
+
+    Not ``DeltaTable.isDeltaTable``: it answers from this JVM's cached log, so
+    once this process has looked at the empty location (or lost the race to
+    create the table) it still says False after another process created it.
+    """
+    return table_version(spark, path) >= 0
 
 
 def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) -> None:
@@ -69,7 +74,8 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
     except Exception:
         # Two drivers starting on a fresh lake both create the table: the loser's
         # commit of version 0 fails (ProtocolChangedException, "multiple writers
-        # are writing to an empty directory"). The table exists: that is all we want.
+        # are writing to an empty directory"). The table exists: that is all we want
+        # (read from the log's newest state: the cached one still says there is none).
         if not table_exists(spark, path):
             raise
 

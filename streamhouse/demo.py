@@ -41,7 +41,8 @@ from lake.tables import (
     SILVER_QUAKES,
 )
 from spark_jobs.session import build_spark, spark_log_file
-from streamhouse.runtime import stack
+from streamhouse.runtime import process, stack
+from streamhouse.runtime.services import STREAM_DRIVERS
 
 
 def source_record_count(settings: Settings) -> int:
@@ -147,6 +148,17 @@ def _past_bronze(
     _run_the_daily_dag(settings, spark, console, out)
 
 
+def require_running(settings: Settings, names: tuple[str, ...]) -> None:
+    """Fail at once, naming the service and its log, when one the demo waits on stopped
+    (a driver that died at start would otherwise look like a slow one until the timeout)."""
+    for name in names:
+        if process.read_pid(stack.service_paths(settings, name)) is None:
+            raise UserFacingError(
+                f"the {name} service stopped while the demo waited on it: its log is "
+                f"{stack.log_path(settings, name)} (`streamhouse stack logs {name}`)."
+            )
+
+
 def _follow_the_flow(
     settings: Settings, spark: SparkSession, expected: int, timeout_s: float, console: Console
 ) -> None:
@@ -165,6 +177,7 @@ def _follow_the_flow(
             progress.update(bronze_task, completed=min(in_bronze, expected))
             if in_kafka >= expected and in_bronze >= in_kafka:
                 break
+            require_running(settings, ("poller", "streaming"))
             if time.monotonic() > deadline:
                 raise UserFacingError(
                     f"the flow did not complete in {timeout_s:.0f} s ({in_kafka} of {expected} "
@@ -245,6 +258,7 @@ def _follow_past_bronze(
             progress.update(hours_task, completed=min(hours, 1))
             if in_silver >= quakes and minutes and hours:
                 return
+            require_running(settings, tuple(STREAM_DRIVERS))
             if time.monotonic() > deadline:
                 raise UserFacingError(
                     f"silver and the windows did not catch up in {timeout_s:.0f} s ({in_silver} "

@@ -233,3 +233,26 @@ def test_purging_the_stack_leaves_nothing_a_fresh_start_would_trip_on(tmp_path: 
     assert not (state / "kafka").exists() and (state / "airflow" / "airflow.cfg").exists()
     stack.down(settings, purge=True, report=messages.append)
     assert list(state.iterdir()) == [] and not lake.exists(), messages
+
+
+def test_the_demo_names_a_service_that_stopped_while_it_waited(tmp_path: Path) -> None:
+    """The background driver died at start (a creation race) and the demo waited 600 s for
+    silver; now it stops at the next look, naming the service and its log."""
+    from core.errors import UserFacingError
+    from core.settings import Settings
+    from streamhouse.demo import require_running
+    from streamhouse.runtime import stack
+
+    settings = Settings(state_dir=tmp_path)
+    running = stack.service_paths(settings, "streaming")
+    pid = process.spawn(running, [sys.executable, "-c", "import time; time.sleep(60)"], {})
+    try:
+        require_running(settings, ("streaming",))
+        with pytest.raises(UserFacingError) as stopped:
+            require_running(settings, ("streaming", "streaming-background"))
+        message = str(stopped.value)
+        assert "streaming-background service stopped" in message
+        assert str(stack.log_path(settings, "streaming-background")) in message
+    finally:
+        process.stop(running, timeout_s=5)
+    assert process.read_pid(running) is None and pid > 0
