@@ -33,6 +33,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -132,8 +133,9 @@ class MartsBenchResult:
     finished_at: str = ""
 
     def median(self, kind: str) -> float:
-        times = sorted(r.seconds for r in self.runs if r.kind == kind)
-        return times[len(times) // 2] if times else 0.0
+        """The median wall time of the runs of ``kind`` (of two runs: their mean)."""
+        times = [r.seconds for r in self.runs if r.kind == kind]
+        return statistics.median(times) if times else 0.0
 
     @property
     def incremental_share(self) -> float:
