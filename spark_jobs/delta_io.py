@@ -13,8 +13,11 @@ come (``observed`` bounds every such wait anyway).
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
 
@@ -51,13 +54,15 @@ def table_properties(table: Table) -> dict[str, str]:
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:
-    """True when a Delta table lives at ``path``, from the log's newest state.
+    """True when a Delta table lives at ``path``.
 
-    Not ``DeltaTable.isDeltaTable``: it answers from this JVM's cached log, so
-    once this process has looked at the empty location (or lost the race to
-    create the table) it still says False after another process created it.
+    ``DeltaTable.isDeltaTable`` answers from this JVM's cached log when there
+    is one: after a lost creation race it still says False (``ensure_table``
+    asks the log's newest state then). It is kept for the first look: opening
+    a log (``table_version``) on a location a killed run left with an empty
+    ``_delta_log`` made the CREATE that followed fail with DELTA_TABLE_NOT_FOUND.
     """
-    return table_version(spark, path) >= 0
+    return bool(DeltaTable.isDeltaTable(spark, path))
 
 
 def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) -> None:
@@ -71,13 +76,32 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
         builder = builder.property(key, value)
     try:
         builder.execute()
-    except Exception:
+    except Exception as error:
         # Two drivers starting on a fresh lake both create the table: the loser's
         # commit of version 0 fails (ProtocolChangedException, "multiple writers
         # are writing to an empty directory"). The table exists: that is all we want
         # (read from the log's newest state: the cached one still says there is none).
-        if not table_exists(spark, path):
-            raise
+        if table_version(spark, path) >= 0:
+            return
+        # A run killed between the log's folder and version 0 left a log without a
+        # commit: Delta takes the location for a table and cannot read it
+        # (DELTA_TABLE_NOT_FOUND) on every later start. No commit, no table: clear it.
+        if "DELTA_TABLE_NOT_FOUND" in str(error) and _clear_uncommitted_log(path):
+            builder.execute()
+            return
+        raise
+
+
+def _clear_uncommitted_log(path: str) -> bool:
+    """Remove a local table location's ``_delta_log`` that holds no file at all (True)."""
+    parsed = urlparse(path)
+    if parsed.scheme not in ("", "file"):
+        return False
+    log_dir = Path(parsed.path if parsed.scheme else path) / "_delta_log"
+    if not log_dir.is_dir() or any(p.is_file() for p in log_dir.rglob("*")):
+        return False
+    shutil.rmtree(log_dir)
+    return True
 
 
 def table_version(spark: SparkSession, path: str) -> int:
