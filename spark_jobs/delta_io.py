@@ -57,10 +57,8 @@ def table_exists(spark: SparkSession, path: str) -> bool:
     """True when a Delta table lives at ``path``.
 
     ``DeltaTable.isDeltaTable`` answers from this JVM's cached log when there
-    is one: after a lost creation race it still says False (``ensure_table``
-    asks the log's newest state then). It is kept for the first look: opening
-    a log (``table_version``) on a location a killed run left with an empty
-    ``_delta_log`` made the CREATE that followed fail with DELTA_TABLE_NOT_FOUND.
+    is one: after a lost creation race it still says False, so ``ensure_table``
+    asks the log's newest state (``table_version``) once its create failed.
     """
     return bool(DeltaTable.isDeltaTable(spark, path))
 
