@@ -7,13 +7,17 @@ both see the same machine:
 - the floor (``spark_jobs.floor``): a bare Kafka -> Delta query, no decoding,
   no transforms, the same settings and trigger: what any Kafka -> Delta
   pipeline pays on this machine;
-- the pipeline as the stack runs it: the latency-critical driver (ingest ->
-  bronze, the 1-minute windows) and the background driver (silver, the hour
-  rollup, late events) with `stream run --background`.
+- the pipeline in one or both layouts (``LAYOUTS``): ``two-drivers`` as the
+  stack runs it, the latency-critical driver (ingest -> bronze, the 1-minute
+  windows) beside the background driver (silver, the hour rollup, late
+  events; `stream run --background`), and ``one-driver``, every query in one
+  JVM. Each layout has its own topic and lake.
 
-Each job is started right before its first phase's load (a restart under
-load), so its cold start, the time until latency settles, is measured and
-reported apart from the steady-state percentiles. Latency = commit time in
+Each job starts right before a warm-up phase of its own (load at the first
+rate: a start under load), which measures its cold start, the time until
+latency settles, and is left out of the steady-state percentiles. The
+measured phases then alternate the jobs rate by rate, so each sees the same
+machine; a job waits idle through the others' phases. Latency = commit time in
 Delta (change data feed) minus the Kafka record's timestamp, per row; every
 row's latency is kept (Parquet, in the run's folder) and the percentiles, the
 cold starts and the plot come from those files. Each pipeline figure is printed
@@ -55,7 +59,20 @@ STOP_TIMEOUT_S = 120.0
 #: The pipeline's two drivers, as the stack runs them.
 CRITICAL_JOBS = ("bronze", "windows")
 BACKGROUND_JOBS = ("late", "silver", "rollup")
-SERIES = ("floor", "bronze", "windows")
+FLOOR = "floor"
+#: How the pipeline's queries are spread over drivers: (jobs, lower priority) per driver.
+LAYOUTS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
+    "two-drivers": ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True)),
+    "one-driver": ((CRITICAL_JOBS + BACKGROUND_JOBS, False),),
+}
+#: The layout the stack runs, whose figures the targets judge first.
+STACK_LAYOUT = "two-drivers"
+PIPELINE_SERIES = ("bronze", "windows")
+
+
+def series_of(job: str) -> tuple[str, ...]:
+    """The latency series a job writes: the floor's table, or a layout's bronze and windows."""
+    return (FLOOR,) if job == FLOOR else PIPELINE_SERIES
 
 
 @dataclass
@@ -63,8 +80,9 @@ class PhaseResult:
     """What one fixed-rate phase measured: steady percentiles and the lag."""
 
     rate_per_s: int
-    job: str  # "floor" or "pipeline"
+    job: str  # "floor" or a layout
     duration_s: float
+    warmup: bool = False
     produced: int = 0
     started_ms: int = 0
     ended_ms: int = 0
@@ -87,6 +105,7 @@ class Comparison:
     bronze_p99_ratio: float | None
     windows_p95_over_floor_s: float | None
     sustained: bool
+    layout: str = STACK_LAYOUT
 
 
 @dataclass
@@ -114,10 +133,13 @@ class StreamingBenchReport:
     command: str
     phases: list[PhaseResult]
     comparisons: list[Comparison]
-    cold_start_s: dict[str, float | None]
-    highest_sustained_rate: int | None
+    #: Per job, per series: seconds from the job's start until latency settled.
+    cold_start_s: dict[str, dict[str, float | None]]
+    #: Per layout.
+    highest_sustained_rate: dict[str, int | None]
     replays: list[ReplayResult]
-    targets: dict[str, bool | None]
+    #: Per layout: issue 15's targets, met or not.
+    targets: dict[str, dict[str, bool | None]]
     latencies_dir: str
     finished_at: str
     machine: dict[str, Any]
@@ -180,10 +202,12 @@ def run_phase(
     processes: int,
     work_dir: Path,
     report: Callable[[str], None],
+    warmup: bool = False,
 ) -> PhaseResult:
     """Drive the load generator at ``rate`` for ``duration_s`` (sampling the pipeline's lag)."""
     before = _topic_size(settings)
-    result = PhaseResult(rate, job, duration_s, started_ms=int(time.time() * 1000))
+    result = PhaseResult(rate, job, duration_s, warmup, started_ms=int(time.time() * 1000))
+    label = f"{job}-warmup" if warmup else job
     load = _spawn(
         settings,
         [
@@ -191,19 +215,19 @@ def run_phase(
             "--processes", str(processes), "--duplicates", "0.01", "--out-of-order", "0.01",
             "--late", "0.001", "--entities", "100000",
         ],
-        work_dir / f"loadgen-{job}-{rate}.log",
+        work_dir / f"loadgen-{label}-{rate}.log",
     )  # fmt: skip
     began = time.monotonic()
 
     def sample() -> None:
-        if job == "pipeline":
+        if job != FLOOR:
             lag = max(0, _topic_size(settings) - _rows_written(settings))
             result.lag_samples.append((time.monotonic() - began, lag))
 
     while load.poll() is None:
         time.sleep(5)
         sample()
-        report(f"  {job} at {rate}/s: t={time.monotonic() - began:4.0f} s")
+        report(f"  {label} at {rate}/s: t={time.monotonic() - began:4.0f} s")
     if load.returncode != 0:
         raise RuntimeError(f"the load generator failed; see {work_dir}")
     for _ in range(3):  # the grace a dashboard gives: a few triggers
@@ -218,72 +242,82 @@ def run_phase(
     return result
 
 
-def save_latencies(spark: SparkSession, floor: Settings, pipeline: Settings, folder: Path) -> None:
-    """Every row's (sent_ms, latency_ms) of each series, as Parquet under ``folder``."""
-    sources = {
-        "floor": (floor_path(floor), "timestamp"),
-        "bronze": (BRONZE_QUAKE_CHANGES.path(pipeline.lake_uri), "kafka_timestamp"),
-        "windows": (QUAKE_WINDOWS_1M.path(pipeline.lake_uri), "last_produced_at_ms"),
-    }
-    for series, (path, sent_column) in sources.items():
-        rows = latency.row_latencies(spark, path, sent_column)
-        rows.coalesce(1).write.mode("overwrite").parquet(str(folder / series))
+def save_latencies(spark: SparkSession, jobs: dict[str, Settings], folder: Path) -> None:
+    """Every row's (sent_ms, latency_ms) of each job's series, as Parquet under ``folder``."""
+    for job, job_settings in jobs.items():
+        sources = (
+            {FLOOR: (floor_path(job_settings), "timestamp")}
+            if job == FLOOR
+            else {
+                "bronze": (BRONZE_QUAKE_CHANGES.path(job_settings.lake_uri), "kafka_timestamp"),
+                "windows": (QUAKE_WINDOWS_1M.path(job_settings.lake_uri), "last_produced_at_ms"),
+            }
+        )
+        for series, (path, sent_column) in sources.items():
+            rows = latency.row_latencies(spark, path, sent_column)
+            rows.coalesce(1).write.mode("overwrite").parquet(str(folder / job / series))
 
 
-def load_latencies(folder: Path) -> dict[str, pd.DataFrame]:
-    """The per-row latencies ``save_latencies`` wrote, by series."""
+def load_latencies(folder: Path, jobs: list[str]) -> dict[tuple[str, str], pd.DataFrame]:
+    """The per-row latencies ``save_latencies`` wrote, by (job, series)."""
     import pandas as pd
 
-    return {series: pd.read_parquet(folder / series) for series in SERIES}
+    return {
+        (job, series): pd.read_parquet(folder / job / series)
+        for job in jobs
+        for series in series_of(job)
+    }
+
+
+def _sent_between(data: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFrame:
+    return data[(data["sent_ms"] >= start_ms) & (data["sent_ms"] <= end_ms)]
 
 
 def analyse(
-    rows: dict[str, pd.DataFrame],
+    rows: dict[tuple[str, str], pd.DataFrame],
     phases: list[PhaseResult],
     job_started_ms: dict[str, int],
-) -> tuple[dict[str, float | None], list[Comparison]]:
-    """Cold starts, each phase's steady percentiles, and the pipeline/floor comparisons."""
-    cold: dict[str, float | None] = {}
-    settled: dict[str, int] = {}
-    for series in SERIES:
-        job = "floor" if series == "floor" else "pipeline"
-        first = next(p for p in phases if p.job == job)
-        data = rows[series]
-        in_first = data[
-            (data["sent_ms"] >= job_started_ms[job]) & (data["sent_ms"] <= first.ended_ms)
-        ]
+) -> tuple[dict[str, dict[str, float | None]], list[Comparison]]:
+    """Cold starts (from each job's warm-up), each measured phase's percentiles, and each
+    layout's comparisons with the floor, rate by rate."""
+    cold: dict[str, dict[str, float | None]] = {}
+    for job, started in job_started_ms.items():
+        first = next(p for p in phases if p.job == job)  # its warm-up
         middle = (first.started_ms + first.ended_ms) // 2
-        at = latency.settle_ms(in_first, job_started_ms[job], middle)
-        cold[series] = None if at is None else (at - job_started_ms[job]) / 1000
-        settled[series] = at if at is not None else middle
-    for phase in phases:
-        names = ("floor",) if phase.job == "floor" else ("bronze", "windows")
-        for series in names:
-            data = rows[series]
-            start = max(phase.started_ms, settled[series])
-            window = data[(data["sent_ms"] >= start) & (data["sent_ms"] <= phase.ended_ms)]
-            phase.percentiles[series] = latency.Percentiles.of(window["latency_ms"])
-    comparisons = []
-    for rate in dict.fromkeys(p.rate_per_s for p in phases):
-        floor = next(p for p in phases if p.job == "floor" and p.rate_per_s == rate)
-        pipe = next(p for p in phases if p.job == "pipeline" and p.rate_per_s == rate)
-        f, b, w = (
-            floor.percentiles["floor"],
-            pipe.percentiles["bronze"],
-            pipe.percentiles["windows"],
-        )
-        comparisons.append(
-            Comparison(
-                rate,
-                f,
-                b,
-                w,
-                _ratio(b.p95_ms, f.p95_ms),
-                _ratio(b.p99_ms, f.p99_ms),
-                None if w.p95_ms is None or f.p95_ms is None else (w.p95_ms - f.p95_ms) / 1000,
-                pipe.sustained,
+        cold[job] = {}
+        for series in series_of(job):
+            at = latency.settle_ms(
+                _sent_between(rows[job, series], started, first.ended_ms), started, middle
             )
-        )
+            cold[job][series] = None if at is None else (at - started) / 1000
+    for phase in phases:
+        for series in series_of(phase.job):
+            window = _sent_between(rows[phase.job, series], phase.started_ms, phase.ended_ms)
+            phase.percentiles[series] = latency.Percentiles.of(window["latency_ms"])
+    measured = [p for p in phases if not p.warmup]
+    comparisons = []
+    for layout in dict.fromkeys(p.job for p in measured if p.job != FLOOR):
+        for rate in dict.fromkeys(p.rate_per_s for p in measured):
+            floor = next(p for p in measured if p.job == FLOOR and p.rate_per_s == rate)
+            pipe = next(p for p in measured if p.job == layout and p.rate_per_s == rate)
+            f, b, w = (
+                floor.percentiles[FLOOR],
+                pipe.percentiles["bronze"],
+                pipe.percentiles["windows"],
+            )
+            comparisons.append(
+                Comparison(
+                    rate,
+                    f,
+                    b,
+                    w,
+                    _ratio(b.p95_ms, f.p95_ms),
+                    _ratio(b.p99_ms, f.p99_ms),
+                    None if w.p95_ms is None or f.p95_ms is None else (w.p95_ms - f.p95_ms) / 1000,
+                    pipe.sustained,
+                    layout,
+                )
+            )
     return cold, comparisons
 
 
@@ -291,13 +325,19 @@ def _ratio(value: float | None, floor: float | None) -> float | None:
     return None if value is None or not floor else value / floor
 
 
+def highest_sustained(phases: list[PhaseResult], layout: str) -> int | None:
+    """The highest rate ``layout`` sustained in a measured phase."""
+    rates = [p.rate_per_s for p in phases if p.job == layout and not p.warmup and p.sustained]
+    return max(rates) if rates else None
+
+
 def targets(
     comparisons: list[Comparison],
-    cold: dict[str, float | None],
+    cold_bronze_s: float | None,
     highest_sustained: int | None,
     replays: list[ReplayResult],
 ) -> dict[str, bool | None]:
-    """Issue 15's targets, each met or not (None: not measured in this run)."""
+    """Issue 15's targets for one layout's comparisons, each met or not (None: not measured)."""
     at = {c.rate_per_s: c for c in comparisons}
 
     def check(rate: int, test: Callable[[Comparison], bool | None]) -> bool | None:
@@ -325,9 +365,7 @@ def targets(
         "bronze P99 <= 2 x floor P99 at 5,000/s": check(
             5000, lambda c: c.bronze_p99_ratio is not None and c.bronze_p99_ratio <= 2
         ),
-        "cold start until steady <= 30 s": None
-        if cold.get("bronze") is None
-        else cold["bronze"] <= 30,  # type: ignore[operator]
+        "cold start until steady <= 30 s": None if cold_bronze_s is None else cold_bronze_s <= 30,
         # Not measured when the run never tried 20,000/s (or more): only a run that did can fail it.
         "sustained >= 20,000/s": None
         if not comparisons or max(c.rate_per_s for c in comparisons) < 20_000
@@ -339,40 +377,51 @@ def targets(
 
 
 def plot(
-    rows: dict[str, pd.DataFrame],
+    rows: dict[tuple[str, str], pd.DataFrame],
     phases: list[PhaseResult],
     job_started_ms: dict[str, int],
     path: Path,
 ) -> None:
-    """P95 latency per 5 s over each phase: floor, bronze and windows side by side; the lag."""
+    """P95 latency per 5 s: each job's warm-up from its start (the cold start), then each
+    rate's phases with every job side by side; below, the layouts' lag."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rates = list(dict.fromkeys(p.rate_per_s for p in phases))
-    fig, axes = plt.subplots(2, len(rates), figsize=(5.5 * len(rates), 7), squeeze=False)
-    for column, rate in enumerate(rates):
-        ax = axes[0][column]
-        for phase in (p for p in phases if p.rate_per_s == rate):
-            start = phase.started_ms
-            if phase is next(p for p in phases if p.job == phase.job):
-                start = job_started_ms[phase.job]  # the first phase shows the cold start
-            names = ("floor",) if phase.job == "floor" else ("bronze", "windows")
-            for series in names:
-                data = rows[series]
-                window = data[(data["sent_ms"] >= start) & (data["sent_ms"] <= phase.ended_ms)]
+    rates = list(dict.fromkeys(p.rate_per_s for p in phases if not p.warmup))
+    columns: list[tuple[str, list[PhaseResult]]] = [
+        ("cold start", [p for p in phases if p.warmup]),
+        *((f"{rate} events/s", [p for p in phases if p.rate_per_s == rate and not p.warmup])
+          for rate in rates),
+    ]  # fmt: skip
+    labels = [f"{job} {series}" for job in job_started_ms for series in series_of(job)]
+    colors = {label: f"C{i}" for i, label in enumerate(labels)}
+    fig, axes = plt.subplots(2, len(columns), figsize=(5.5 * len(columns), 7), squeeze=False)
+    for column, (title, shown) in enumerate(columns):
+        ax, lag_ax = axes[0][column], axes[1][column]
+        for phase in shown:
+            start = job_started_ms[phase.job] if phase.warmup else phase.started_ms
+            for series in series_of(phase.job):
+                window = _sent_between(rows[phase.job, series], start, phase.ended_ms)
                 p95 = latency.bucket_p95(window, start)
-                ax.plot(p95.index, p95.values / 1000, label=f"{series} P95")
-            if phase.job == "pipeline":
-                lag_ax = axes[1][column]
-                lag_ax.plot([t for t, _ in phase.lag_samples], [v for _, v in phase.lag_samples])
-                lag_ax.set_title(f"{rate} events/s: pipeline lag (records)")
-                lag_ax.set_xlabel("seconds into phase")
-        ax.set_title(f"{rate} events/s: P95 latency per 5 s")
-        ax.set_xlabel("seconds into phase (first phase: from job start)")
+                label = f"{phase.job} {series}"
+                ax.plot(p95.index, p95.values / 1000, label=f"{label} P95", color=colors[label])
+            if phase.job != FLOOR and phase.lag_samples:
+                lag_ax.plot(
+                    [t for t, _ in phase.lag_samples],
+                    [v for _, v in phase.lag_samples],
+                    label=phase.job,
+                    color=colors[f"{phase.job} bronze"],
+                )
+        ax.set_title(f"{title}: P95 latency per 5 s")
+        ax.set_xlabel("seconds from the job's start" if column == 0 else "seconds into phase")
         ax.set_ylabel("seconds")
-        ax.legend()
+        ax.legend(fontsize="small")
+        lag_ax.set_title(f"{title}: pipeline lag (records)")
+        lag_ax.set_xlabel("seconds into phase")
+        if lag_ax.lines:
+            lag_ax.legend(fontsize="small")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
@@ -430,78 +479,89 @@ def run_benchmark(
     output: Path,
     report: Callable[[str], None],
     command: str,
+    layouts: list[str] | None = None,
+    warmup_s: float = 90.0,
 ) -> StreamingBenchReport:
-    """Run the floor and the pipeline phase by phase, then analyse, plot and replay."""
+    """Warm each job up, run the floor and each layout phase by phase, then analyse, plot
+    and replay."""
     from producers.loadgen.bench import machine_info, timestamp
     from producers.loadgen.runner import ensure_topic
     from spark_jobs.session import build_spark
 
+    layouts = layouts or list(LAYOUTS)
     run_id = uuid.uuid4().hex[:8]
     work = settings.state_dir / "bench" / run_id
     work.mkdir(parents=True, exist_ok=True)
     os.environ["STREAMHOUSE_LOADGEN__METRICS_PORT"] = "0"
-    floor = _bench_settings(settings, work, "floor", run_id)
-    pipeline = _bench_settings(settings, work, "pipeline", run_id)
-    for job_settings in (floor, pipeline):
+    jobs = {job: _bench_settings(settings, work, job, run_id) for job in (FLOOR, *layouts)}
+    for job_settings in jobs.values():
         ensure_topic(job_settings.kafka, job_settings.kafka.changes_topic)
     report(f"run {run_id}: jobs, logs and per-row latencies under {work}")
-    jobs: list[subprocess.Popen[bytes]] = []
+    processes_of: list[subprocess.Popen[bytes]] = []
     started: dict[str, int] = {}
     phases: list[PhaseResult] = []
 
     def start(job: str) -> None:
         started[job] = int(time.time() * 1000)
-        if job == "floor":
-            jobs.append(_spawn(floor, ["-m", "spark_jobs.floor"], work / "floor.log"))
+        job_settings = jobs[job]
+        if job == FLOOR:
+            processes_of.append(
+                _spawn(job_settings, ["-m", "spark_jobs.floor"], work / "floor.log")
+            )
             return
         cli = ["-m", "streamhouse.cli", "stream", "run"]
-        jobs.append(_spawn(pipeline, [*cli, *CRITICAL_JOBS], work / "pipeline.log"))
-        jobs.append(
-            _spawn(pipeline, [*cli, *BACKGROUND_JOBS, "--background"], work / "background.log")
+        for number, (queries, background) in enumerate(LAYOUTS[job]):
+            args = [*cli, *queries, *(["--background"] if background else [])]
+            log = work / f"{job}-driver{number + 1}.log"
+            processes_of.append(_spawn(job_settings, args, log))
+
+    def phase(job: str, rate: int, seconds: float, warmup: bool) -> None:
+        report(f"{job}: {'warm-up, ' if warmup else ''}{rate} events/s for {seconds:.0f} s")
+        phases.append(
+            run_phase(
+                jobs[job],
+                job=job,
+                rate=rate,
+                duration_s=seconds,
+                processes=processes,
+                work_dir=work,
+                report=report,
+                warmup=warmup,
+            )
         )
+        for process in processes_of:
+            if process.poll() is not None:
+                raise RuntimeError(f"a benchmark job exited early; see {work}")
 
     try:
+        for job in jobs:
+            start(job)  # right before its warm-up's load: a start under load
+            phase(job, rates[0], warmup_s, warmup=True)
         for rate in rates:
-            for job, job_settings in (("floor", floor), ("pipeline", pipeline)):
-                if job not in started:
-                    start(job)  # right before its first load: a restart under load
-                report(f"{job}: {rate} events/s for {duration_s:.0f} s")
-                phases.append(
-                    run_phase(
-                        job_settings,
-                        job=job,
-                        rate=rate,
-                        duration_s=duration_s,
-                        processes=processes,
-                        work_dir=work,
-                        report=report,
-                    )
-                )
-                for process in jobs:
-                    if process.poll() is not None:
-                        raise RuntimeError(f"a benchmark job exited early; see {work}")
+            for job in jobs:
+                phase(job, rate, duration_s, warmup=False)
     finally:
-        for process in jobs:
+        for process in processes_of:
             if process.poll() is None:
                 os.kill(process.pid, signal.SIGTERM)
-        for process in jobs:
+        for process in processes_of:
             _wait_or_kill(process, report)
     report("reading every row's latency from the change data feeds")
-    spark = build_spark(pipeline, "streamhouse-bench", work / "bench-spark.log")
+    spark = build_spark(jobs[FLOOR], "streamhouse-bench", work / "bench-spark.log")
     try:
-        save_latencies(spark, floor, pipeline, work / "latencies")
+        save_latencies(spark, jobs, work / "latencies")
     finally:
         spark.stop()
-    rows = load_latencies(work / "latencies")
+    rows = load_latencies(work / "latencies", list(jobs))
     cold, comparisons = analyse(rows, phases, started)
     plot(rows, phases, started, output.with_suffix(".png"))
     replays = []
-    for source in ("kafka", "bronze"):
-        report(f"replaying every phase's records from {source}, cold then warm")
-        last = max(p.ended_ms for p in phases if p.job == "pipeline")
-        replays.append(measure_replay(pipeline, source, last, work / "replay.log"))
-    sustained = [p.rate_per_s for p in phases if p.job == "pipeline" and p.sustained]
-    highest = max(sustained) if sustained else None
+    replayed = STACK_LAYOUT if STACK_LAYOUT in layouts else layouts[0]
+    for source in REPLAY_SOURCES:
+        report(f"replaying the {replayed} run's records from {source}, cold then warm")
+        last = max(p.ended_ms for p in phases if p.job == replayed)
+        replays.append(measure_replay(jobs[replayed], source, last, work / "replay.log"))
+    highest = {layout: highest_sustained(phases, layout) for layout in layouts}
     result = StreamingBenchReport(
         command=command,
         phases=phases,
@@ -509,7 +569,15 @@ def run_benchmark(
         cold_start_s=cold,
         highest_sustained_rate=highest,
         replays=replays,
-        targets=targets(comparisons, cold, highest, replays),
+        targets={
+            layout: targets(
+                [c for c in comparisons if c.layout == layout],
+                cold[layout]["bronze"],
+                highest[layout],
+                replays,
+            )
+            for layout in layouts
+        },
         latencies_dir=str(work / "latencies"),
         finished_at=timestamp(),
         machine=machine_info(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 
 from spark_jobs import latency
@@ -62,6 +64,53 @@ def test_the_sustained_rate_target_is_unmeasured_when_the_run_never_tried_it() -
         return Comparison(rate, none, none, none, None, None, None, True)
 
     goal = "sustained >= 20,000/s"
-    assert targets([at(1000), at(5000)], {}, 5000, [])[goal] is None
-    assert targets([at(5000), at(20000)], {}, 5000, [])[goal] is False
-    assert targets([at(5000), at(20000)], {}, 20000, [])[goal] is True
+    assert targets([at(1000), at(5000)], None, 5000, [])[goal] is None
+    assert targets([at(5000), at(20000)], None, 5000, [])[goal] is False
+    assert targets([at(5000), at(20000)], None, 20000, [])[goal] is True
+
+
+def _flat(start_ms: int, seconds: int, latency_ms: int) -> pd.DataFrame:
+    return rows([(start_ms + tenth * 100, latency_ms) for tenth in range(seconds * 10)])
+
+
+def test_warm_ups_give_the_cold_start_and_stay_out_of_each_layout_s_comparison(
+    tmp_path: Path,
+) -> None:
+    """Each job's warm-up measures its cold start only; the measured phases of each layout
+    are compared with the floor's phase at the same rate."""
+    from spark_jobs.benchmark import PhaseResult, analyse, plot
+
+    def phase(job: str, rate: int, start_s: int, warmup: bool = False) -> PhaseResult:
+        return PhaseResult(
+            rate, job, 60.0, warmup, started_ms=START + start_s * 1000,
+            ended_ms=START + (start_s + 60) * 1000,
+        )  # fmt: skip
+
+    jobs = {"floor": 0, "two-drivers": 60, "one-driver": 120}
+    phases = [phase(job, 1000, at, warmup=True) for job, at in jobs.items()]
+    phases += [phase("floor", 1000, 180), phase("two-drivers", 1000, 240)]
+    phases += [phase("one-driver", 1000, 300)]
+    # Every warm-up: 20 s at 30 s latency, then settled; the measured phases are flat.
+    steady = {"floor": 2_000, "two-drivers": 6_000, "one-driver": 4_000}
+    data = {}
+    for job, at in jobs.items():
+        for series in ("floor",) if job == "floor" else ("bronze", "windows"):
+            extra = 1_000 if series == "windows" else 0
+            warm = steady_after(cold_s=20, total_s=60, cold_latency=30_000)
+            warm["sent_ms"] += at * 1000
+            measured_at = {"floor": 180, "two-drivers": 240, "one-driver": 300}[job]
+            flat = _flat(START + measured_at * 1000, 60, steady[job] + extra)
+            data[job, series] = pd.concat([warm, flat], ignore_index=True)
+    started = {job: START + at * 1000 for job, at in jobs.items()}
+    cold, comparisons = analyse(data, phases, started)
+    assert cold["floor"]["floor"] == 20.0
+    assert cold["two-drivers"] == {"bronze": 20.0, "windows": 20.0}
+    by_layout = {c.layout: c for c in comparisons}
+    assert set(by_layout) == {"two-drivers", "one-driver"}
+    # The warm-ups' 30 s latencies are in no steady percentile.
+    assert by_layout["two-drivers"].bronze.p99_ms == 6_000
+    assert by_layout["two-drivers"].bronze_p95_ratio == 3.0
+    assert by_layout["one-driver"].bronze_p95_ratio == 2.0
+    assert by_layout["one-driver"].windows_p95_over_floor_s == 3.0
+    plot(data, phases, started, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").stat().st_size > 0
