@@ -60,7 +60,7 @@ STOP_TIMEOUT_S = 120.0
 CRITICAL_JOBS = ("bronze", "windows")
 BACKGROUND_JOBS = ("late", "silver", "rollup")
 FLOOR = "floor"
-#: How the pipeline's queries are spread over drivers: (jobs, lower priority) per driver.
+#: How the pipeline's queries are spread over drivers: (jobs, `stream run --background`) per driver.
 LAYOUTS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
     "two-drivers": ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True)),
     "one-driver": ((CRITICAL_JOBS + BACKGROUND_JOBS, False),),
