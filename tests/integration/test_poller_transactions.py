@@ -5,14 +5,17 @@
   the test checks the marker it wrote first, so the fault provably landed
   there. A new poller aborts the open transaction, resends those versions
   and counts them; each version is then in Kafka exactly once.
-- A retriable commit error: the first commit is given a real librdkafka
-  timeout while records are in flight. The same transaction is committed on
-  retry (aborting it would have resent records the broker may already hold).
+- A retriable commit error: the first commit gets a real librdkafka timeout,
+  the broker frozen (SIGSTOP) while it waits. The same transaction is
+  committed on retry (aborting it would have resent records the broker may
+  already hold).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -31,6 +34,8 @@ from producers.cursor import Cursor
 from producers.kafka_io import make_change_publisher
 from producers.metrics import COMMIT_RETRIES
 from producers.simulator.server import SimulatorServer
+from streamhouse.runtime.process import read_pid
+from streamhouse.runtime.stack import service_paths
 
 from .test_poller_exactly_once import change_versions, free_port, history, wait_for
 
@@ -101,23 +106,42 @@ def test_a_crash_between_produce_and_commit_loses_and_doubles_nothing(
     assert set(committed) == {(key, updated) for key, updated in history(simulator)["versions"]}
 
 
-class FirstCommitTimesOut:
-    """A real producer whose first commit gets a deadline too short for the records in flight."""
+#: How long the first commit may take while the broker is frozen: it times out for certain.
+FROZEN_COMMIT_TIMEOUT_S = 1.0
 
-    def __init__(self, producer: Any) -> None:
+
+class FirstCommitTimesOut:
+    """A real producer whose first commit gets a real librdkafka timeout, on purpose.
+
+    The broker is frozen (SIGSTOP) for that commit, so its EndTxn cannot be
+    answered in time, whatever the machine's speed, and thawed (SIGCONT) before
+    the error reaches the publisher, whose retry then completes the same
+    transaction. (A 1 ms deadline on a live broker was not a sure timeout: on a
+    quick run the commit finished in time, and the test failed on the second
+    commit of a transaction already committed.)
+    """
+
+    def __init__(self, producer: Any, broker_pid: int) -> None:
         self._producer = producer
+        self._broker_pid = broker_pid
+        self.frozen_commits = 0
         self.injected: list[KafkaException] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._producer, name)
 
     def commit_transaction(self, timeout: float = -1) -> None:
-        if not self.injected:
+        if self.frozen_commits == 0:
+            self.frozen_commits += 1
+            os.kill(self._broker_pid, signal.SIGSTOP)
             try:
-                self._producer.commit_transaction(0.001)
+                self._producer.commit_transaction(FROZEN_COMMIT_TIMEOUT_S)
+                return  # not expected: the test's assertion on `injected` says so
             except KafkaException as error:
                 self.injected.append(error)
                 raise
+            finally:
+                os.kill(self._broker_pid, signal.SIGCONT)
         self._producer.commit_transaction(timeout)
 
 
@@ -131,7 +155,9 @@ def test_a_retriable_commit_error_commits_the_same_transaction(
         client_id="commit-fault",
         transactional_id=f"commit-fault-{uuid.uuid4().hex[:8]}",
     )
-    faulty = FirstCommitTimesOut(publisher.producer)
+    broker_pid = read_pid(service_paths(settings, "kafka"))
+    assert broker_pid is not None, "the stack's Kafka broker is not running"
+    faulty = FirstCommitTimesOut(publisher.producer, broker_pid)
     publisher.producer = faulty
     retries_before = COMMIT_RETRIES._value.get()
 
