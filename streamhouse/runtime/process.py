@@ -149,13 +149,41 @@ def _wait_gone(paths: ServicePaths, pid: int, timeout_s: float | None) -> bool:
     return True
 
 
+def live_group_members(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that are still running (zombies left out)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # After the command name's last ')': state, ppid, pgrp, ...
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
 def _end_group(pgid: int, grace_s: float = 10.0) -> None:
-    """Signal what is left of a process group (children of an exited leader)."""
+    """Signal what is left of a process group (children of an exited leader).
+
+    Done once no member is running. An exited leader that is our own child
+    stays in the group as a zombie until it is reaped, so it is reaped here and
+    zombies do not count: waiting on ``killpg(pgid, 0)`` alone sat out the
+    whole grace for every service a test session had started.
+    """
+    _reap(pgid)
+    if not live_group_members(pgid):
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
-            os.killpg(pgid, 0)  # raises ProcessLookupError once the group is empty
+            _reap(pgid)
+            if not live_group_members(pgid):
+                return
             time.sleep(0.1)
         os.killpg(pgid, signal.SIGKILL)
 

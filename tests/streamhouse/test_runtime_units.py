@@ -156,6 +156,33 @@ def test_a_descendant_in_a_session_of_its_own_is_stopped_with_the_service(
         time.sleep(0.1)
 
 
+def test_a_stopped_service_of_ours_is_reaped_and_its_group_ended_without_sitting_out_the_grace(
+    tmp_path: Path,
+) -> None:
+    """A service this process started exits as a zombie until it is reaped: the stop must
+    not count it as a member of its group still running (every test session's stack down
+    sat out a 10 s grace per service), and must still end a member that is running."""
+    paths = process.ServicePaths(tmp_path / "svc")
+    member_file = tmp_path / "member.pid"
+    leader = (
+        "import subprocess, sys, time; "
+        "m = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)']); "
+        f"open({str(member_file)!r}, 'w').write(str(m.pid)); time.sleep(120)"
+    )
+    pid = process.spawn(paths, [sys.executable, "-c", leader], {})
+    deadline = time.monotonic() + 10
+    while not member_file.exists() or not member_file.read_text():
+        assert time.monotonic() < deadline, "the group's member did not start"
+        time.sleep(0.05)
+    member = int(member_file.read_text())
+    assert pid in process.live_group_members(pid) and member in process.live_group_members(pid)
+    began = time.monotonic()
+    assert process.stop(paths, timeout_s=5)
+    assert time.monotonic() - began < 5, "the stop waited out the grace on a zombie"
+    assert process.live_group_members(pid) == []
+    assert not Path(f"/proc/{pid}").exists(), "the service's process was not reaped"
+
+
 def test_reused_pid_is_not_taken_for_the_service(tmp_path: Path) -> None:
     paths = process.ServicePaths(tmp_path / "svc")
     paths.ensure()
