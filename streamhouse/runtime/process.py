@@ -40,18 +40,22 @@ class ServicePaths:
         self.data.mkdir(parents=True, exist_ok=True)
 
 
-def _proc_start_ticks(pid: int) -> str | None:
-    """Start time of ``pid`` in clock ticks since boot, or None if it does not exist."""
+def _running_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command name (state, ppid, pgrp, ...),
+    or None when the process does not exist or is a zombie."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # The command name (field 2) may hold spaces; fields after the last ')' are fixed.
     fields = stat.rsplit(")", 1)[1].split()
-    state = fields[0]
-    if state == "Z":
-        return None
-    return fields[19]
+    return None if fields[0] == "Z" else fields
+
+
+def _proc_start_ticks(pid: int) -> str | None:
+    """Start time of ``pid`` in clock ticks since boot, or None if it is not running."""
+    fields = _running_stat(pid)
+    return None if fields is None else fields[19]
 
 
 def read_pid(paths: ServicePaths) -> int | None:
@@ -153,16 +157,10 @@ def live_group_members(pgid: int) -> list[int]:
     """The processes of group ``pgid`` that are still running (zombies left out)."""
     members = []
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # After the command name's last ')': state, ppid, pgrp, ...
-        fields = stat.rsplit(")", 1)[1].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
+        if entry.name.isdigit():
+            fields = _running_stat(entry.name)
+            if fields is not None and int(fields[2]) == pgid:
+                members.append(int(entry.name))
     return members
 
 
