@@ -123,7 +123,11 @@ class ChangeMaker:
             return self._drift(self.rng.choice(eligible), kind)
 
     def _new_event(self) -> EventVersion:
-        template = self.rng.choice(self.store.current()).feature
+        # A drifted event would pass its drift on to the copy, unrecorded.
+        templates = [v for v in self.store.current() if v.event_id not in self._frozen]
+        if not templates:
+            raise ValueError("every event has drifted: none can model a new one")
+        template = self.rng.choice(templates).feature
         self._next_code += 1
         code = f"{self._next_code:08d}"
         event_id = SIM_NET + code

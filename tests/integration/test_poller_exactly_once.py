@@ -173,6 +173,7 @@ def test_every_fault_and_drift_ends_in_the_dlq_and_nothing_is_lost_or_doubled(
     duplicates = [v for v, n in Counter(versions).items() if n > 1]
     assert duplicates == []
     assert len(every_version) > 1304  # the data changed while the poller ran
+    assert sorted(expected - set(versions)) == []  # lost (the short form of the diff below)
     assert set(versions) == expected
     served_after = {(key, updated) for key, updated in history(simulator)["served"]}
     assert served_after >= set(versions)
