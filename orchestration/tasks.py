@@ -74,8 +74,7 @@ def compact(context: Any) -> dict[str, Any]:
 
 
 def publish_docs(context: Any) -> str:
-    """The docs site (GX Data Docs and dbt docs); its index page."""
-    _spark(context, catalog=True)  # dbt docs generate reads the catalog through this session
+    """The docs site (GX Data Docs and the dbt docs ``build_marts`` generated); its index page."""
     ti = context["ti"]
     return daily.publish_docs(runtime_settings(), f"{ti.dag_id} run {ti.run_id}")
 
