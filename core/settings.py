@@ -267,6 +267,27 @@ class SparkSettings(BaseModel):
     )
     driver_host: str = Field("127.0.0.1", description="Address executors reach the driver at.")
     driver_bind_address: str = Field("127.0.0.1", description="Address the driver binds to.")
+    tasks_on_connect: bool = Field(
+        True,
+        description="Airflow's Spark tasks (compaction, dbt, GX, freshness) run as clients of "
+        "a Spark Connect server (the stack's spark-connect service, or connect_url): one warm "
+        "driver instead of a JVM per task, which costs 15-35 s before its first row. The "
+        "replay task always runs its own driver (it uses Delta's Python API).",
+    )
+    connect_url: str | None = Field(
+        None,
+        description="Spark Connect server of the tasks (sc://host:port[/;use_ssl=true]); "
+        "default: the stack's spark-connect service on runtime.host.",
+    )
+    connect_auth: bool = Field(
+        True,
+        description="The Connect server requires a token (generated under the state directory, "
+        "or connect_token). PySpark sends one only to localhost or over TLS: turn off only on a "
+        "private network (docker-compose's), where the server's port is not published.",
+    )
+    connect_token: SecretStr | None = Field(
+        None, description="Secret: the Connect server's token; default: a generated one."
+    )
 
 
 class ServicePorts(BaseModel):
@@ -288,6 +309,8 @@ class ServicePorts(BaseModel):
     # dag-processor and triggerer listen on no port (their log servers are off:
     # every log is a local file the API server reads).
     airflow_api: int = 8080
+    # Spark Connect's usual port: the driver Airflow's tasks run on.
+    spark_connect: int = 15002
 
 
 class RuntimeSettings(BaseModel):
@@ -729,8 +752,9 @@ class MartsSettings(BaseModel):
     )
     target: str = Field(
         "session",
-        description="Output of dbt/profiles.yml: session (Spark in the command's process) or "
-        "thrift (a Spark Thrift server sharing the metastore).",
+        description="Output of dbt/profiles.yml: session (Spark in the command's process), "
+        "connect (the stack's Spark Connect server, warm: no JVM start per command) or thrift "
+        "(a Spark Thrift server sharing the metastore).",
     )
 
 

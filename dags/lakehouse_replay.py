@@ -72,7 +72,9 @@ def lakehouse_replay() -> None:
 
         context = get_current_context()
         span = ReplayRange.from_params(dict(context["params"]))
-        return run_replay(_spark(context), settings(), span)
+        # Its own driver: the replay runs Structured Streaming and Delta's Python API,
+        # which a Spark Connect client cannot (spark_jobs/connect.py).
+        return run_replay(_spark(context, remote=False), settings(), span)
 
     @task
     def reconcile(counts: dict[str, int]) -> dict[str, Any]:
@@ -88,7 +90,7 @@ def lakehouse_replay() -> None:
         span = ReplayRange.from_params(params)
         closed = params.get("closed_before")
         differences = reconcile_range(
-            _spark(context),
+            _spark(context, remote=False),  # replays the range's windows: as above
             settings(),
             span,
             datetime.fromisoformat(closed) if closed else None,

@@ -7,6 +7,7 @@ the driver's classpath, ``spark_jobs.session``).
 
 from __future__ import annotations
 
+import os
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
@@ -39,7 +40,11 @@ def dbt_env(settings: Settings) -> dict[str, str]:
         "STREAMHOUSE_DBT_CATALOG_IMPLEMENTATION": catalog["spark.sql.catalogImplementation"],
         "STREAMHOUSE_DBT_WAREHOUSE_DIR": settings.warehouse_uri,
         "STREAMHOUSE_DBT_LOCATION_ROOT": marts_root(settings),
-        "STREAMHOUSE_DBT_TARGET": settings.marts.target,
+        # A Connect client session (SPARK_REMOTE, set by ``connect_session``) has no
+        # JVM to configure: dbt's session method then takes the ``connect`` target.
+        "STREAMHOUSE_DBT_TARGET": (
+            "connect" if os.environ.get("SPARK_REMOTE") else settings.marts.target
+        ),
         "STREAMHOUSE_DBT_LAKE_SCHEMA": settings.catalog.lake_schema,
         "STREAMHOUSE_DBT_MARTS_SCHEMA": settings.catalog.marts_schema,
         "STREAMHOUSE_DBT_STAGING_SCHEMA": settings.catalog.staging_schema,

@@ -91,7 +91,12 @@ def marts_spark(settings: Settings) -> SparkSession:
     missing = local_missing_sources(settings)
     if missing:
         raise _missing_sources_error(settings, missing)
-    spark = build_spark(settings, "streamhouse-marts")
+    if settings.marts.target == "connect":
+        from spark_jobs.connect import connect_session
+
+        spark = connect_session(settings, "streamhouse-marts")
+    else:
+        spark = build_spark(settings, "streamhouse-marts")
     registered = register_lake_tables(spark, settings)
     missing = [
         qualified_name(settings, t)

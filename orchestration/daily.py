@@ -48,18 +48,25 @@ SEEDS = ("usgs_magnitude_types", "usgs_networks", "fe_regions", "fe_region_cells
 
 
 def task_spark(
-    settings: Settings, app_name: str, marker: str, catalog: bool = False
+    settings: Settings, app_name: str, marker: str, catalog: bool = False, remote: bool = True
 ) -> SparkSession:
     """The task's SparkSession, its Delta commits marked with ``marker``.
 
+    With ``spark.tasks_on_connect`` (and ``remote``), a client session on the
+    stack's Spark Connect server (``spark_jobs/connect.py``): the marker is a
+    setting of that session only. Otherwise a driver of the task's own.
     Tables are read and written by path; ``catalog``: the task also reads the
     shared catalog (dbt), so the lake's tables are registered in it first.
     A session that never touches the catalog never connects to the metastore.
     """
     from spark_jobs.catalog import register_lake_tables
+    from spark_jobs.connect import connect_session
     from spark_jobs.session import build_spark, spark_log_file
 
-    spark = build_spark(settings, app_name, spark_log_file(settings, app_name))
+    if remote and settings.spark.tasks_on_connect:
+        spark = connect_session(settings, app_name)
+    else:
+        spark = build_spark(settings, app_name, spark_log_file(settings, app_name))
     spark.conf.set(USER_METADATA_CONF, marker)
     if catalog and settings.catalog.kind == "hive":
         register_lake_tables(spark, settings)

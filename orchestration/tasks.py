@@ -2,8 +2,8 @@
 
 The DAG files import this module inside each task, so parsing a DAG never
 imports Spark, dbt or GX. Each task reads the settings from its environment,
-builds its own SparkSession (one JVM per task process under the
-LocalExecutor; one for the whole run under ``airflow dags test``) and marks
+opens its own SparkSession, a client session on the stack's Spark Connect
+server (``spark.tasks_on_connect``; else a JVM per task process), and marks
 its Delta commits with the run's marker.
 """
 
@@ -28,13 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _spark(context: Any, catalog: bool = False) -> SparkSession:
+def _spark(context: Any, catalog: bool = False, remote: bool = True) -> SparkSession:
+    """The task's session; ``remote=False``: a driver of its own even with a Connect server."""
     ti = context["ti"]
     return daily.task_spark(
         runtime_settings(),
         f"airflow-{ti.dag_id}-{ti.task_id}",
         commit_marker(ti.dag_id, ti.run_id),
         catalog=catalog,
+        remote=remote,
     )
 
 

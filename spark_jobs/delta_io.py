@@ -59,8 +59,24 @@ def table_exists(spark: SparkSession, path: str) -> bool:
     ``DeltaTable.isDeltaTable`` answers from this JVM's cached log when there
     is one: after a lost creation race it still says False, so ``ensure_table``
     asks the log's newest state (``table_version``) once its create failed.
+    Over Spark Connect, Delta's Python API needs a server plugin that Maven
+    Central does not carry for Delta 4.4 (``delta-connect-server``), so the
+    question is asked in SQL there.
     """
+    if is_connect(spark):
+        from pyspark.errors import AnalysisException
+
+        try:
+            spark.sql(f"DESCRIBE DETAIL delta.`{path}`").collect()
+        except AnalysisException:
+            return False
+        return True
     return bool(DeltaTable.isDeltaTable(spark, path))
+
+
+def is_connect(spark: SparkSession) -> bool:
+    """True for a Spark Connect client session (no JVM in this process)."""
+    return type(spark).__module__.startswith("pyspark.sql.connect")
 
 
 def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) -> None:

@@ -21,6 +21,8 @@ from core.postgres import metastore_credentials
 from core.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
@@ -177,12 +179,18 @@ def spark_log_file(settings: Settings, app_name: str) -> Path:
     return settings.state_dir / "logs" / f"{app_name}.log"
 
 
-def build_spark(settings: Settings, app_name: str, log_file: Path | None = None) -> SparkSession:
+def build_spark(
+    settings: Settings,
+    app_name: str,
+    log_file: Path | None = None,
+    extra_config: Mapping[str, str] | None = None,
+) -> SparkSession:
     """A SparkSession for ``app_name`` configured from the settings.
 
     ``log_file``: where the driver JVM logs (an interactive command passes one,
     so Spark's warnings stay off the user's console); a service logs to its
-    own output, which is its service log.
+    own output, which is its service log. ``extra_config``: settings of this
+    process only (the Spark Connect server's plugin and address).
     """
     from pyspark.sql import SparkSession
 
@@ -225,7 +233,7 @@ def build_spark(settings: Settings, app_name: str, log_file: Path | None = None)
             "spark.databricks.delta.snapshotPartitions", str(spark_cfg.delta_snapshot_partitions)
         )
     )
-    for key, value in catalog_config(settings).items():
+    for key, value in {**catalog_config(settings), **(extra_config or {})}.items():
         builder = builder.config(key, value)
     if java_options is not None:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)

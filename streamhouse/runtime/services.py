@@ -28,7 +28,7 @@ from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use
 
 INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus", "alertmanager", "pushgateway")
-PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background")
+PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background", "spark-connect")
 #: The stream's queries split over two drivers: the latency-critical path (ingest
 #: to bronze, the minute windows) alone in one, so the MERGEs of silver, the hour
 #: rollup and late events (a second driver) never stall it.
@@ -550,6 +550,19 @@ def streaming_liveness(settings: Settings, port: int) -> tuple[str, bool]:
     return describe(queries), any(q.stalled for q in queries)
 
 
+def _spark_connect(settings: Settings) -> ServiceSpec:
+    """The warm driver Airflow's Spark tasks run on (``spark_jobs/connect.py``)."""
+    rt = settings.runtime
+    port = rt.ports.spark_connect
+    needs = ("postgres",) if settings.catalog.kind == "hive" else ()
+    spec = _python_service(
+        settings, "spark-connect", port, needs, ["spark_jobs.connect_server"], secrets=True
+    )
+    spec.resolve = lambda: resolve_spark_jars(settings)
+    spec.ready = lambda: port_in_use(rt.host, port)
+    return spec
+
+
 def build_services(settings: Settings) -> dict[str, ServiceSpec]:
     """Every service of the embedded runtime, by name, in start order."""
     ports = settings.runtime.ports
@@ -571,6 +584,7 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
         ),
         _streaming(settings, "streaming"),
         _streaming(settings, "streaming-background"),
+        _spark_connect(settings),
         *_airflow_services(settings),
     ]
     return {spec.name: spec for spec in specs}
@@ -650,7 +664,11 @@ def _airflow_services(settings: Settings) -> list[ServiceSpec]:
 
             return datetime.fromisoformat(heartbeat).timestamp() >= started[0] - 1
 
-        return ServiceSpec(name, None, ("airflow-api",), prepare, ready, env=env, cwd=PROJECT_ROOT)
+        # The scheduler runs the tasks (LocalExecutor): their Spark is the Connect server.
+        needs: tuple[str, ...] = ("airflow-api",)
+        if name == "airflow-scheduler" and settings.spark.tasks_on_connect:
+            needs = ("airflow-api", "spark-connect")
+        return ServiceSpec(name, None, needs, prepare, ready, env=env, cwd=PROJECT_ROOT)
 
     return [
         api,

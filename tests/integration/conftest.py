@@ -56,6 +56,7 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "alertmanager": 9095 + OFFSET,
         "pushgateway": 9091 + OFFSET,
         "airflow_api": 8080 + OFFSET,
+        "spark_connect": 15002 + OFFSET,
     }
     simulator_port = 8088 + OFFSET
     values: dict[str, object] = {
