@@ -3,8 +3,10 @@
 The SparkSession is built first with ``build_spark`` (jars, the shared
 metastore, the warehouse), so dbt-spark's session method, whose
 ``SparkSession.builder.getOrCreate()`` returns the active session, runs every
-model in it. dbt's events drive a progress bar; a failure becomes one
-sentence naming the node.
+model in it. With ``marts.target = connect`` the session is a client of the
+stack's Spark Connect server instead (``spark_jobs/connect.py``), and so is
+dbt's. dbt's events drive a progress bar; a failure becomes one sentence
+naming the node.
 """
 
 from __future__ import annotations
