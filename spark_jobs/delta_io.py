@@ -97,6 +97,13 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
         # (read from the log's newest state: the cached one still says there is none).
         if table_version(spark, path) >= 0:
             return
+        # The other writer may be between the log's folder and its version 0: Delta
+        # then refuses the location as not empty. Wait for that commit (the
+        # background driver died on this at start, and silver stayed empty).
+        if "DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION" in str(error) and _created_meanwhile(
+            spark, path
+        ):
+            return
         # A run killed between the log's folder and version 0 left a log without a
         # commit: Delta takes the location for a table and cannot read it
         # (DELTA_TABLE_NOT_FOUND) on every later start. No commit, no table: clear it.
@@ -104,6 +111,20 @@ def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) 
             builder.execute()
             return
         raise
+
+
+#: How long a driver that lost the creation race waits for the winner's version 0.
+CREATE_RACE_WAIT_S = 30.0
+
+
+def _created_meanwhile(spark: SparkSession, path: str) -> bool:
+    """True once the table at ``path`` has a version 0, looked for up to CREATE_RACE_WAIT_S."""
+    deadline = time.monotonic() + CREATE_RACE_WAIT_S
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        if table_version(spark, path) >= 0:
+            return True
+    return False
 
 
 def _clear_uncommitted_log(path: str) -> bool:

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from core.settings import Settings, settings_env
 from streamhouse.cli import app
+from streamhouse.runtime.services import SERVICE_NAMES
 
 from .conftest import make_settings
 
@@ -39,11 +40,12 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("poller", ports.poller_metrics),
         ("streaming", ports.stream_metrics),
         ("streaming-background", ports.stream_background_metrics),
+        ("spark-connect", ports.spark_connect),
         ("airflow-api", ports.airflow_api),
     ]:
         assert f"{name} " in output and f" {port} " in output, output
     # The scheduler, dag-processor and triggerer have no port; the API server reports them.
-    assert output.count("ready") == 14, output
+    assert output.count("ready") == len(SERVICE_NAMES), output
     assert "stopped" not in output
     assert (
         f"dashboards: http://{running_stack.runtime.host}:{ports.prometheus}/consoles/index.html"
@@ -54,7 +56,7 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
 def test_up_twice_reports_running_services(running_stack: Settings) -> None:
     code, output = invoke(running_stack, "stack", "up")
     assert code == 0, output
-    assert output.count("already running") == 14, output
+    assert output.count("already running") == len(SERVICE_NAMES), output
     assert "started nothing (all running)" in output
 
 

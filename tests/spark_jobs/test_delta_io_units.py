@@ -51,6 +51,49 @@ def test_a_creation_that_fails_for_another_reason_still_raises(
         delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
 
 
+class _EarlyBuilder(_LosingBuilder):
+    """A create that comes while the other writer has made the log's folder, not version 0."""
+
+    def execute(self) -> None:
+        raise RuntimeError(
+            "[DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION] Cannot create table: the associated "
+            "location is not empty"
+        )
+
+
+class _FakeEarlyDeltaTable:
+    @staticmethod
+    def createIfNotExists(spark: object) -> _EarlyBuilder:  # noqa: N802 (Delta's name)
+        return _EarlyBuilder()
+
+
+def test_losing_the_race_before_the_winner_s_first_commit_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The background driver's start in the CI run of 2026-12-05: bronze's folder existed,
+    its version 0 did not yet; the create failed, the driver died and silver stayed empty."""
+    versions = iter([-1, -1, -1, 0])  # right after the failed create, then while waiting
+    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)
+    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: next(versions))
+    monkeypatch.setattr(delta_io, "DeltaTable", _FakeEarlyDeltaTable)
+    monkeypatch.setattr(delta_io.time, "sleep", lambda s: None)
+    like = type("Like", (), {"schema": object()})()
+    delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+    assert next(versions, None) is None  # it looked until the commit was there
+
+
+def test_a_winner_that_never_commits_leaves_the_error_raised(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)
+    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: -1)
+    monkeypatch.setattr(delta_io, "DeltaTable", _FakeEarlyDeltaTable)
+    monkeypatch.setattr(delta_io, "CREATE_RACE_WAIT_S", 0.05)
+    like = type("Like", (), {"schema": object()})()
+    with pytest.raises(RuntimeError, match="NON_EMPTY_LOCATION"):
+        delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+
+
 def test_a_table_another_process_created_is_seen_through_this_jvm_s_cached_log(
     spark: SparkSession, tmp_path: Path
 ) -> None:
