@@ -7,9 +7,9 @@ triggerer) are started by ``stack up`` like every other service; the stack's
 poller and stream fill the lake from the simulator's fixture. The test drives
 Airflow the way an operator does, over its REST API: unpause, trigger the day,
 follow the run, then clear it so the scheduler runs every task again. Each
-task is a LocalExecutor process with its own Spark JVM, so one run takes
-minutes: the run and its reruns are made once (module fixture) and every
-assertion reads them.
+task is a LocalExecutor process, a client of the stack's Spark Connect server
+(the replay's a JVM of its own), and one run still takes minutes: the run and
+its reruns are made once (module fixture) and every assertion reads them.
 """
 
 from __future__ import annotations
