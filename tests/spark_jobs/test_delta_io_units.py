@@ -13,20 +13,39 @@ from lake.tables import BRONZE_QUAKE_CHANGES
 from spark_jobs import delta_io
 
 
-class _LosingBuilder:
-    """A create builder whose commit loses the race to another writer."""
+class _FailingBuilder:
+    """A create builder whose commit fails with ``message`` (another writer got there)."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
 
     def __getattr__(self, name: str) -> Any:
         return lambda *args, **kwargs: self
 
     def execute(self) -> None:
-        raise RuntimeError("[DELTA_PROTOCOL_CHANGED] multiple writers to an empty directory")
+        raise RuntimeError(self.message)
 
 
-class _FakeDeltaTable:
-    @staticmethod
-    def createIfNotExists(spark: object) -> _LosingBuilder:  # noqa: N802 (Delta's name)
-        return _LosingBuilder()
+def _delta_table_failing_with(message: str) -> type:
+    """A stand-in for ``DeltaTable`` whose ``createIfNotExists`` builder fails so."""
+
+    class _FakeDeltaTable:
+        @staticmethod
+        def createIfNotExists(spark: object) -> _FailingBuilder:  # noqa: N802 (Delta's name)
+            return _FailingBuilder(message)
+
+    return _FakeDeltaTable
+
+
+#: The loser's commit of version 0, after the winner's.
+_FakeDeltaTable = _delta_table_failing_with(
+    "[DELTA_PROTOCOL_CHANGED] multiple writers to an empty directory"
+)
+#: A create that comes while the other writer has made the log's folder, not version 0.
+_FakeEarlyDeltaTable = _delta_table_failing_with(
+    "[DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION] Cannot create table: the associated "
+    "location is not empty"
+)
 
 
 def test_losing_the_creation_race_to_another_driver_is_not_an_error(
@@ -49,22 +68,6 @@ def test_a_creation_that_fails_for_another_reason_still_raises(
     like = type("Like", (), {"schema": object()})()
     with pytest.raises(RuntimeError, match="DELTA_PROTOCOL_CHANGED"):
         delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
-
-
-class _EarlyBuilder(_LosingBuilder):
-    """A create that comes while the other writer has made the log's folder, not version 0."""
-
-    def execute(self) -> None:
-        raise RuntimeError(
-            "[DELTA_CREATE_TABLE_WITH_NON_EMPTY_LOCATION] Cannot create table: the associated "
-            "location is not empty"
-        )
-
-
-class _FakeEarlyDeltaTable:
-    @staticmethod
-    def createIfNotExists(spark: object) -> _EarlyBuilder:  # noqa: N802 (Delta's name)
-        return _EarlyBuilder()
 
 
 def test_losing_the_race_before_the_winner_s_first_commit_waits_for_it(
