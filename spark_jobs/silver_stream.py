@@ -20,7 +20,7 @@ from lake.tables import SILVER_QUAKES
 from monitoring.stream_metrics import END_TO_END_LATENCY, ROWS_WRITTEN, observe_latency_histogram
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import merge_upsert, write_if_any
+from spark_jobs.delta_io import ensure_table, merge_upsert, write_if_any
 from spark_jobs.session import start_query
 
 if TYPE_CHECKING:
@@ -72,8 +72,21 @@ def produced_histogram(rows: DataFrame) -> list[tuple[int, int]]:
 
 
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
-    """Start the silver query, reading bronze as a stream."""
+    """Start the silver query, reading bronze as a stream.
+
+    Silver is created (empty) first, as bronze and the windows are: its readers
+    (dbt's sources, the validations, the daily DAG) find a table from the
+    query's start, not only after the first batch with data, which on the
+    default 2-minute trigger can be minutes later.
+    """
     bronze_path = ensure_bronze(spark, settings)
+    bronze_like = spark.read.format("delta").load(bronze_path).limit(0)
+    ensure_table(
+        spark,
+        SILVER_QUAKES,
+        SILVER_QUAKES.path(settings.lake_uri),
+        transforms.latest_per_entity(bronze_like),
+    )
     return start_query(
         spark.readStream.format("delta")
         .load(bronze_path)

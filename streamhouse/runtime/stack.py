@@ -1,6 +1,7 @@
 """Start, stop and inspect the embedded runtime's services.
 
-``up`` is idempotent: a running service is reported, not started twice. Each
+``up`` is idempotent: a running service is reported, not started twice.
+Services start as soon as what they depend on is ready, several at once. Each
 start waits for the readiness probe with a timeout and, when the process dies
 or never becomes ready, fails naming the service and its log. ``down`` stops
 only processes this runtime started (by the pid it recorded), in reverse
@@ -12,6 +13,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,35 +71,89 @@ def with_dependencies(specs: dict[str, ServiceSpec], names: Iterable[str]) -> li
     return [name for name in specs if name in wanted]
 
 
+def startable(waiting: Iterable[str], ready: set[str], specs: dict[str, ServiceSpec]) -> list[str]:
+    """The ``waiting`` services whose dependencies are all ``ready``, in start order."""
+    return [name for name in waiting if all(dep in ready for dep in specs[name].depends_on)]
+
+
 def up(settings: Settings, names: Iterable[str] = (), report: Report = print) -> list[str]:
-    """Start the named services (default: all) and their dependencies; return those started."""
+    """Start the named services (default: all) and their dependencies; return those started.
+
+    A service starts as soon as every service it depends on is ready, so
+    services that do not depend on each other start at the same time (a JVM's
+    start overlaps the Airflow API server's migration, the registry's start
+    overlaps PostgreSQL's and Prometheus'). Ports are checked before anything
+    starts, and jars are resolved one service at a time: two resolutions at once
+    would write the same files of the jar cache.
+    """
     specs = build_services(settings)
     order = with_dependencies(specs, check_service_names(names) or list(specs))
-    started = []
+    ready: set[str] = set()
+    waiting: list[str] = []
     for name in order:
         spec = specs[name]
-        paths = service_paths(settings, name)
-        pid = process.read_pid(paths)
+        pid = process.read_pid(service_paths(settings, name))
         if pid is not None:
             port = f", port {spec.port}" if spec.port is not None else ""
             report(f"{name}: already running (pid {pid}{port})")
+            ready.add(name)
             continue
         if spec.port is not None and process.port_in_use(settings.runtime.host, spec.port):
             raise UserFacingError(
                 f"Port {spec.port} that {name} needs is in use by another process: stop it, "
                 f"or give {name} another port (see `streamhouse settings`)."
             )
-        _start(settings, spec, paths, report)
-        started.append(name)
-    return started
+        waiting.append(name)
+    for name in waiting:
+        report(f"{name}: preparing")
+        specs[name].resolve()  # jars come from the cache; resolved there once, never at each start
+    start_all(settings, specs, waiting, ready, report)
+    return waiting
+
+
+def start_all(
+    settings: Settings,
+    specs: dict[str, ServiceSpec],
+    waiting: list[str],
+    ready: set[str],
+    report: Report,
+) -> None:
+    """Start ``waiting`` (in dependency order), each once its dependencies are in ``ready``.
+
+    A failed start stops the scheduling: the starts under way finish, nothing
+    more begins, and the first failure is raised (it names the service and its
+    log).
+    """
+    waiting = list(waiting)
+    failures: list[BaseException] = []
+    with ThreadPoolExecutor(max_workers=max(1, len(waiting))) as pool:
+        starting: dict[Future[None], str] = {}
+        while waiting or starting:
+            if not failures:
+                for name in startable(waiting, ready, specs):
+                    waiting.remove(name)
+                    paths = service_paths(settings, name)
+                    starting[pool.submit(_start, settings, specs[name], paths, report)] = name
+            if not starting:
+                if not failures:
+                    raise RuntimeError(f"no dependency of {waiting} can become ready")
+                break
+            done, _ = wait(starting, return_when=FIRST_COMPLETED)
+            for future in done:
+                name = starting.pop(future)
+                error = future.exception()
+                if error is None:
+                    ready.add(name)
+                else:
+                    failures.append(error)
+    if failures:
+        raise failures[0]
 
 
 def _start(
     settings: Settings, spec: ServiceSpec, paths: process.ServicePaths, report: Report
 ) -> None:
     paths.ensure()
-    report(f"{spec.name}: preparing")
-    spec.resolve()  # jars come from the cache; resolved there once, never at each start
     command = spec.prepare(paths)
     began = time.monotonic()
     pid = process.spawn(paths, command, spec.env or _default_env(), spec.cwd, spec.user)

@@ -31,6 +31,11 @@ LOADGEN_METRICS_PORT = 9403 + OFFSET
 # Loopback receivers of the alerts (test_alerting.py): a Slack-compatible webhook, SMTP.
 WEBHOOK_PORT = 9096 + OFFSET
 SMTP_PORT = 2525 + OFFSET
+TEST_BACKGROUND_TRIGGERS = {
+    "silver_quakes": "10 seconds",
+    "late_quake_changes": "10 seconds",
+    "aggregates_quake_windows_1h": "10 seconds",
+}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -64,7 +69,15 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "kafka": {"bootstrap_servers": f"{host}:{ports['kafka']}"},
         "registry": {"url": f"http://{host}:{ports['registry']}/apis/ccompat/v7"},
         "runtime": {"ports": ports, "start_timeout_s": 240},
-        "spark": {"master": "local[2]", "shuffle_partitions": 2, "trigger_interval": "1 second"},
+        "spark": {
+            "master": "local[2]",
+            "shuffle_partitions": 2,
+            "trigger_interval": "1 second",
+            # The background queries on 10 s, not their production 1-2 minutes: tests wait
+            # for silver and the hour rollup (the DAGs' inputs, the dashboards' panels),
+            # and every minute of trigger was a minute of CI.
+            "trigger_overrides": TEST_BACKGROUND_TRIGGERS,
+        },
         "source": {
             "base_url": f"http://{host}:{simulator_port}/fdsnws/event/1/query",
             "simulator_port": simulator_port,

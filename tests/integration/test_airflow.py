@@ -390,7 +390,7 @@ def _load_the_last_hour(settings: Settings, spark: SparkSession) -> datetime:
     while spark.read.format("delta").load(hours).count() == 0:
         assert time.monotonic() < deadline, "the hour windows got no row of the load"
         time.sleep(5)
-    # One more rollup trigger (60 s), so every hour closed by then is written.
+    # One more rollup trigger (10 s on the test stack), so every hour closed by then is written.
     time.sleep(transforms.duration_ms(settings.trigger_for(HOUR_QUERY)) / 1000 + 5)
     # A window is closed once the watermark (newest event time - allowed lateness) passed it.
     lateness_s = transforms.duration_ms(settings.spark.watermark_delay) / 1000

@@ -309,3 +309,24 @@ def test_bronze_checkpoints_every_100_commits_and_older_tables_still_append(
         "SET TBLPROPERTIES ('delta.checkpointInterval' = '100')"
     )
     assert properties(tmp_path / "old")["delta.checkpointInterval"] == "100"
+
+
+def test_silver_and_late_events_exist_from_their_queries_start(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """Their readers (dbt's sources, the validations, the daily DAG) found no table until the
+    first batch with data: minutes on silver's default 2-minute trigger."""
+    from core.settings import Settings
+    from lake.tables import LATE_QUAKE_CHANGES
+    from spark_jobs import late_stream, silver_stream
+
+    settings = Settings(state_dir=tmp_path, catalog={"kind": "in-memory"})
+    for job in (silver_stream, late_stream):
+        job.start(spark, settings, available_now=True).awaitTermination(120)
+    bronze = spark.read.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri))
+    silver = spark.read.format("delta").load(SILVER_QUAKES.path(settings.lake_uri))
+    late = spark.read.format("delta").load(LATE_QUAKE_CHANGES.path(settings.lake_uri))
+    # Empty, with the schemas their first MERGE and insert would have given them.
+    assert (silver.count(), late.count()) == (0, 0)
+    assert silver.schema == transforms.latest_per_entity(bronze).schema
+    assert late.schema == bronze.schema

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,8 +17,18 @@ from core.settings import DEFAULT_TRIGGER_OVERRIDES, Settings, settings_env
 from streamhouse.runtime import process
 from streamhouse.runtime.java import parse_major_version
 from streamhouse.runtime.maven import render_pom
-from streamhouse.runtime.services import SERVICE_NAMES, build_services, kafka_server_properties
-from streamhouse.runtime.stack import check_service_names, with_dependencies
+from streamhouse.runtime.services import (
+    SERVICE_NAMES,
+    ServiceSpec,
+    build_services,
+    kafka_server_properties,
+)
+from streamhouse.runtime.stack import (
+    check_service_names,
+    service_paths,
+    start_all,
+    with_dependencies,
+)
 
 
 @pytest.mark.parametrize(
@@ -283,3 +294,60 @@ def test_the_demo_names_a_service_that_stopped_while_it_waited(tmp_path: Path) -
     finally:
         process.stop(running, timeout_s=5)
     assert process.read_pid(running) is None and pid > 0
+
+
+def _sleeper(
+    name: str, depends_on: tuple[str, ...], ready: Callable[[], bool], log: list[str]
+) -> ServiceSpec:
+    def prepare(paths: process.ServicePaths) -> list[str]:
+        log.append(f"start {name}")
+        return ["sleep", "60"] if name != "broken" else ["false"]
+
+    return ServiceSpec(name, None, depends_on, prepare, ready)
+
+
+def test_services_that_do_not_depend_on_each_other_start_together(tmp_path: Path) -> None:
+    # "a" becomes ready only once "b" has begun to start: one service at a time
+    # (the old sequential start) waits on "a" until its timeout.
+    settings = Settings(state_dir=tmp_path, runtime={"start_timeout_s": 10})
+    log: list[str] = []
+    specs = {
+        "a": _sleeper("a", (), lambda: "start b" in log, log),
+        "b": _sleeper("b", (), lambda: True, log),
+        "c": _sleeper("c", ("a", "b"), lambda: True, log),
+    }
+    ready: set[str] = set()
+    try:
+        start_all(settings, specs, ["a", "b", "c"], ready, report=log.append)
+    finally:
+        for name in specs:
+            process.stop(service_paths(settings, name), 5)
+    assert ready == {"a", "b", "c"}
+    # "c" starts after both its dependencies were ready, never before.
+    started_c = log.index("start c")
+    readies = [i for i, line in enumerate(log) if line.split(":")[0] in "ab" and "ready in" in line]
+    assert len(readies) == 2 and max(readies) < started_c, log
+
+
+def test_a_failed_start_names_its_service_and_starts_nothing_that_needs_it(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(state_dir=tmp_path, runtime={"start_timeout_s": 10})
+    log: list[str] = []
+    specs = {
+        "broken": _sleeper("broken", (), lambda: False, log),
+        "b": _sleeper("b", (), lambda: True, log),
+        "c": _sleeper("c", ("broken",), lambda: True, log),
+    }
+    ready: set[str] = set()
+    try:
+        with pytest.raises(UserFacingError) as failure:
+            start_all(settings, specs, ["broken", "b", "c"], ready, report=log.append)
+    finally:
+        for name in specs:
+            process.stop(service_paths(settings, name), 5)
+    assert str(failure.value) == (
+        f"broken exited while starting; its log is {service_paths(settings, 'broken').log}"
+    )
+    assert ready == {"b"}
+    assert "start c" not in log
