@@ -720,6 +720,12 @@ class MaintenanceSettings(BaseModel):
         "follows when Delta refuses LITE); full: it lists every file of the table, which also "
         "finds files no commit added (a failed write's leftovers).",
     )
+    parallel_tables: int = Field(
+        3,
+        ge=1,
+        description="Tables the daily compaction OPTIMIZEs and VACUUMs at once (each table's "
+        "VACUUM after its own OPTIMIZE).",
+    )
 
     @model_validator(mode="after")
     def _vacuum_keeps_time_travel(self) -> MaintenanceSettings:
