@@ -11,6 +11,7 @@ order, and keeps their data unless asked to purge.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -117,41 +118,56 @@ def start_all(
     waiting: list[str],
     ready: set[str],
     report: Report,
+    *,
+    abandon: threading.Event | None = None,
 ) -> None:
     """Start ``waiting`` (in dependency order), each once its dependencies are in ``ready``.
 
     A failed start stops the scheduling: the starts under way finish, nothing
     more begins, and the first failure is raised (it names the service and its
-    log).
+    log). Setting ``abandon`` (an interrupt does) makes the starts under way
+    stop waiting for their services.
     """
     waiting = list(waiting)
     failures: list[BaseException] = []
+    abandon = abandon or threading.Event()
     with ThreadPoolExecutor(max_workers=max(1, len(waiting))) as pool:
         starting: dict[Future[None], str] = {}
-        while waiting or starting:
-            if not failures:
-                for name in startable(waiting, ready, specs):
-                    waiting.remove(name)
-                    paths = service_paths(settings, name)
-                    starting[pool.submit(_start, settings, specs[name], paths, report)] = name
-            if not starting:
+        try:
+            while waiting or starting:
                 if not failures:
-                    raise RuntimeError(f"no dependency of {waiting} can become ready")
-                break
-            done, _ = wait(starting, return_when=FIRST_COMPLETED)
-            for future in done:
-                name = starting.pop(future)
-                error = future.exception()
-                if error is None:
-                    ready.add(name)
-                else:
-                    failures.append(error)
+                    for name in startable(waiting, ready, specs):
+                        waiting.remove(name)
+                        paths = service_paths(settings, name)
+                        future = pool.submit(_start, settings, specs[name], paths, report, abandon)
+                        starting[future] = name
+                if not starting:
+                    if not failures:
+                        raise RuntimeError(f"no dependency of {waiting} can become ready")
+                    break
+                done, _ = wait(starting, return_when=FIRST_COMPLETED)
+                for future in done:
+                    name = starting.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        ready.add(name)
+                    else:
+                        failures.append(error)
+        except BaseException:
+            # Ctrl-C: the starts under way stop waiting (their processes keep running, as
+            # a sequential start's did), so leaving the pool does not wait out their timeouts.
+            abandon.set()
+            raise
     if failures:
         raise failures[0]
 
 
 def _start(
-    settings: Settings, spec: ServiceSpec, paths: process.ServicePaths, report: Report
+    settings: Settings,
+    spec: ServiceSpec,
+    paths: process.ServicePaths,
+    report: Report,
+    abandon: threading.Event,
 ) -> None:
     paths.ensure()
     command = spec.prepare(paths)
@@ -161,6 +177,11 @@ def _start(
     report(f"{spec.name}: started pid {pid}, waiting for it to be ready{where}")
     deadline = began + settings.runtime.start_timeout_s
     while not spec.ready():
+        if abandon.is_set():
+            raise UserFacingError(
+                f"{spec.name}: no longer waited for (pid {pid} left running); its log is "
+                f"{paths.log}"
+            )
         if process.read_pid(paths) is None:
             raise UserFacingError(f"{spec.name} exited while starting; its log is {paths.log}")
         if time.monotonic() > deadline:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -351,3 +352,21 @@ def test_a_failed_start_names_its_service_and_starts_nothing_that_needs_it(
     )
     assert ready == {"b"}
     assert "start c" not in log
+
+
+def test_an_interrupted_start_stops_waiting_for_its_services(tmp_path: Path) -> None:
+    # Ctrl-C sets `abandon`: leaving the start must not wait out each service's timeout.
+    settings = Settings(state_dir=tmp_path, runtime={"start_timeout_s": 120})
+    log: list[str] = []
+    specs = {"slow": _sleeper("slow", (), lambda: False, log)}
+    abandon = threading.Event()
+    threading.Timer(1.0, abandon.set).start()
+    began = time.monotonic()
+    try:
+        with pytest.raises(UserFacingError, match="slow: no longer waited for"):
+            start_all(settings, specs, ["slow"], set(), report=log.append, abandon=abandon)
+        assert time.monotonic() - began < 30
+        # Its process was left running, as a sequential start's was.
+        assert process.read_pid(service_paths(settings, "slow")) is not None
+    finally:
+        process.stop(service_paths(settings, "slow"), 5)
