@@ -57,10 +57,9 @@ class LateAppender:
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
     """Start the late-events query, reading bronze as a stream (the table is created, empty,
     first: its readers find it before the first late event)."""
-    bronze_path = ensure_bronze(spark, settings)
-    bronze_like = spark.read.format("delta").load(bronze_path).limit(0)
-    ensure_table(spark, LATE_QUAKE_CHANGES, LATE_QUAKE_CHANGES.path(settings.lake_uri), bronze_like)
-    late = spark.readStream.format("delta").load(bronze_path).where(F.col("is_late"))
+    bronze = spark.readStream.format("delta").load(ensure_bronze(spark, settings))
+    ensure_table(spark, LATE_QUAKE_CHANGES, LATE_QUAKE_CHANGES.path(settings.lake_uri), bronze)
+    late = bronze.where(F.col("is_late"))
     return start_query(
         late.writeStream.foreachBatch(LateAppender(settings)),
         settings,

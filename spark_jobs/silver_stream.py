@@ -79,18 +79,16 @@ def start(spark: SparkSession, settings: Settings, available_now: bool = False) 
     query's start, not only after the first batch with data, which on the
     default 2-minute trigger can be minutes later.
     """
-    bronze_path = ensure_bronze(spark, settings)
-    bronze_like = spark.read.format("delta").load(bronze_path).limit(0)
+    bronze = spark.readStream.format("delta").load(ensure_bronze(spark, settings))
+    # Only the schema is taken: nothing of the stream is read here.
     ensure_table(
         spark,
         SILVER_QUAKES,
         SILVER_QUAKES.path(settings.lake_uri),
-        transforms.latest_per_entity(bronze_like),
+        transforms.latest_per_entity(bronze),
     )
     return start_query(
-        spark.readStream.format("delta")
-        .load(bronze_path)
-        .writeStream.foreachBatch(SilverMerger(settings)),
+        bronze.writeStream.foreachBatch(SilverMerger(settings)),
         settings,
         QUERY_NAME,
         settings.checkpoint_dir(JOB, SILVER_QUAKES.name),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -48,26 +49,30 @@ _FakeEarlyDeltaTable = _delta_table_failing_with(
 )
 
 
+def _ensure_bronze_racing(
+    monkeypatch: pytest.MonkeyPatch, delta_table: type, version: Callable[[], int]
+) -> None:
+    """``ensure_table`` of bronze, found missing, its create done by ``delta_table``, the log's
+    newest version given by ``version``."""
+    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)  # when checked
+    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: version())
+    monkeypatch.setattr(delta_io, "DeltaTable", delta_table)
+    like = type("Like", (), {"schema": object()})()
+    delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+
+
 def test_losing_the_creation_race_to_another_driver_is_not_an_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Two drivers starting on a fresh lake: the loser finds the winner's table and goes on."""
-    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)  # when checked
-    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: 0)  # after the commit
-    monkeypatch.setattr(delta_io, "DeltaTable", _FakeDeltaTable)
-    like = type("Like", (), {"schema": object()})()
-    delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+    _ensure_bronze_racing(monkeypatch, _FakeDeltaTable, lambda: 0)  # 0: after the commit
 
 
 def test_a_creation_that_fails_for_another_reason_still_raises(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)
-    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: -1)
-    monkeypatch.setattr(delta_io, "DeltaTable", _FakeDeltaTable)
-    like = type("Like", (), {"schema": object()})()
     with pytest.raises(RuntimeError, match="DELTA_PROTOCOL_CHANGED"):
-        delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+        _ensure_bronze_racing(monkeypatch, _FakeDeltaTable, lambda: -1)
 
 
 def test_losing_the_race_before_the_winner_s_first_commit_waits_for_it(
@@ -76,25 +81,17 @@ def test_losing_the_race_before_the_winner_s_first_commit_waits_for_it(
     """The background driver's start in the CI run of 2026-12-05: bronze's folder existed,
     its version 0 did not yet; the create failed, the driver died and silver stayed empty."""
     versions = iter([-1, -1, -1, 0])  # right after the failed create, then while waiting
-    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)
-    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: next(versions))
-    monkeypatch.setattr(delta_io, "DeltaTable", _FakeEarlyDeltaTable)
     monkeypatch.setattr(delta_io.time, "sleep", lambda s: None)
-    like = type("Like", (), {"schema": object()})()
-    delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+    _ensure_bronze_racing(monkeypatch, _FakeEarlyDeltaTable, lambda: next(versions))
     assert next(versions, None) is None  # it looked until the commit was there
 
 
 def test_a_winner_that_never_commits_leaves_the_error_raised(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(delta_io, "table_exists", lambda spark, path: False)
-    monkeypatch.setattr(delta_io, "table_version", lambda spark, path: -1)
-    monkeypatch.setattr(delta_io, "DeltaTable", _FakeEarlyDeltaTable)
     monkeypatch.setattr(delta_io, "CREATE_RACE_WAIT_S", 0.05)
-    like = type("Like", (), {"schema": object()})()
     with pytest.raises(RuntimeError, match="NON_EMPTY_LOCATION"):
-        delta_io.ensure_table(object(), BRONZE_QUAKE_CHANGES, "/lake/bronze", like)  # type: ignore[arg-type]
+        _ensure_bronze_racing(monkeypatch, _FakeEarlyDeltaTable, lambda: -1)
 
 
 def test_a_table_another_process_created_is_seen_through_this_jvm_s_cached_log(
