@@ -215,6 +215,13 @@ class SparkSettings(BaseModel):
     max_offsets_per_trigger: int | None = Field(
         None, ge=1, description="Upper bound of Kafka offsets read per micro-batch."
     )
+    delta_max_files_per_trigger: int | None = Field(
+        None,
+        ge=1,
+        description="Upper bound of files a micro-batch reads from a Delta source (silver, late "
+        "events and the windows read bronze; the hour rollup reads the minute windows); "
+        "unset: Delta's default (1,000).",
+    )
     starting_offsets: str = Field("earliest", description="Where a new query starts reading.")
     watermark_delay: str = Field(
         "10 minutes",

@@ -1,7 +1,8 @@
 """The marts' commands as steps: build an interval, run the models, each on one SparkSession.
 
-``build`` loads the seeds whose CSV changed (``marts.seeds``) and runs ``dbt
-build`` over the interval. On a fresh catalog the unit tests wait until the
+``build`` loads the seeds whose CSV changed (``marts.seeds``), leaves out the
+marts built from seeds alone whose inputs did not change (``marts.static``) and
+runs ``dbt build`` over the interval. On a fresh catalog the unit tests wait until the
 models exist (a unit test of an incremental model reads the columns of the
 existing table) and run right after them, in the same command.
 The CLI (``streamhouse marts``), the demo and the benchmark call these.
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from core.settings import Settings
 from marts.runner import DbtRun, Progress, require_success, run_dbt
 from marts.seeds import mark_loaded, seed_checksums, stale_seeds
+from marts.static import fingerprints, mark_built, unchanged_static
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -41,6 +43,7 @@ class BuildResult:
 
     runs: list[DbtRun] = field(default_factory=list)
     seeds_loaded: list[str] = field(default_factory=list)
+    static_left_out: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -51,20 +54,50 @@ def marts_exist(spark: SparkSession, settings: Settings) -> bool:
 
 
 def build_arguments(
-    *, full_refresh: bool, select: list[str], fresh_seeds: list[str], first: bool
+    *,
+    full_refresh: bool,
+    select: list[str],
+    fresh_seeds: list[str],
+    first: bool,
+    unchanged: list[str] | None = None,
 ) -> list[str]:
-    """The ``dbt build`` arguments: the selection, the seeds left alone, and on a first
-    build the unit tests left for after (``UNIT_TESTS``)."""
+    """The ``dbt build`` arguments: the selection, the seeds and static marts left alone,
+    and on a first build the unit tests left for after (``UNIT_TESTS``).
+
+    Left-out static marts take only their own tests with them (``cautious``): a fact's
+    relationship test to one of them still runs.
+    """
     args = ["build"]
     if full_refresh:
         args.append("--full-refresh")
     if select:
         args += ["--select", *select]
-    if fresh_seeds:
-        args += ["--exclude", *fresh_seeds]
+    if fresh_seeds or unchanged:
+        args += ["--exclude", *fresh_seeds, *(unchanged or [])]
+    if unchanged:
+        args += ["--indirect-selection", "cautious"]
     if first:
         args += ["--exclude-resource-type", "unit_test"]
     return args
+
+
+def static_to_skip(
+    spark: SparkSession, settings: Settings, window: dict[str, Any]
+) -> tuple[dict[str, str], list[str]]:
+    """The static marts' fingerprints for a run over ``window``, and those already built
+    from them (a run may leave these out)."""
+    prints = fingerprints(settings.marts.project_dir, window)
+    return prints, unchanged_static(spark, settings.catalog.marts_schema, prints)
+
+
+def mark_static_built(
+    spark: SparkSession, settings: Settings, prints: dict[str, str], run: DbtRun
+) -> None:
+    """Record the fingerprint of each static mart ``run`` built, once the run succeeded:
+    a static mart whose test failed is built and tested again next time."""
+    if run.success:
+        built = [n.name for n in run.nodes if n.resource_type == "model" and n.status == "success"]
+        mark_built(spark, settings.catalog.marts_schema, prints, built)
 
 
 def build(
@@ -85,19 +118,27 @@ def build(
         on_step("step", "first build: the unit tests run once the marts exist")
     checksums = seed_checksums(settings.marts.project_dir)
     stale = list(checksums) if full_refresh else stale_seeds(spark, settings, checksums)
+    prints, unchanged = static_to_skip(spark, settings, window)
+    if full_refresh or first or select:
+        unchanged = []  # a full refresh, a first build or the user's selection: as asked
     if on_step is not None:
         on_step("step", f"seeds to load: {', '.join(stale) or 'none (unchanged)'}")
+        if unchanged:
+            on_step("step", f"left out, their inputs unchanged: {', '.join(unchanged)}")
     args = build_arguments(
         full_refresh=full_refresh,
         select=select or [],
         fresh_seeds=[name for name in checksums if name not in stale],
         first=first,
+        unchanged=unchanged,
     )
     run = run_dbt(settings, args, window, progress)
     result.runs.append(run)
     loaded = [n.name for n in run.nodes if n.resource_type == "seed" and n.status == "success"]
     mark_loaded(spark, settings, loaded, checksums)
     result.seeds_loaded = loaded
+    result.static_left_out = unchanged
+    mark_static_built(spark, settings, prints, run)
     require_success(run)
     if first:
         unit = run_dbt(settings, list(UNIT_TESTS), window, progress)

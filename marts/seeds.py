@@ -31,13 +31,13 @@ def seed_checksums(project_dir: Path) -> dict[str, str]:
     }
 
 
-def loaded_checksum(spark: SparkSession, table: str) -> str | None:
-    """The checksum recorded on ``table``; None when it does not exist or has none."""
+def recorded_property(spark: SparkSession, table: str, name: str) -> str | None:
+    """The table property ``name`` of ``table``; None when the table or the property is missing."""
     if not spark.catalog.tableExists(table):
         return None
     detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
     properties = (detail["properties"] if detail is not None else None) or {}
-    value = properties.get(SEED_CHECKSUM_PROPERTY)
+    value = properties.get(name)
     return str(value) if value is not None else None
 
 
@@ -47,7 +47,7 @@ def stale_seeds(spark: SparkSession, settings: Settings, checksums: dict[str, st
     return [
         name
         for name, checksum in checksums.items()
-        if loaded_checksum(spark, f"{schema}.{name}") != checksum
+        if recorded_property(spark, f"{schema}.{name}", SEED_CHECKSUM_PROPERTY) != checksum
     ]
 
 

@@ -42,7 +42,7 @@ from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M
 from monitoring.stream_metrics import ROWS_WRITTEN, observe_latency_histogram
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import ensure_table, merge_upsert
+from spark_jobs.delta_io import delta_stream, ensure_table, merge_upsert
 from spark_jobs.session import start_query
 
 if TYPE_CHECKING:
@@ -173,7 +173,7 @@ def start_minute_windows(
     """Start the 1-minute window query, reading bronze as a stream."""
     ensure_minute_windows(spark, settings)  # and bronze, which it is derived from
     events = deduplicated_events(
-        spark.readStream.format("delta").load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)),
+        delta_stream(spark, settings).load(BRONZE_QUAKE_CHANGES.path(settings.lake_uri)),
         settings,
     )
     return start_query(
@@ -193,7 +193,7 @@ def start_hour_rollup(
     """Start the 1-hour rollup query, reading the minute table's change feed."""
     ensure_hour_windows(spark, settings)  # and the minute table it reads
     minute_path = QUAKE_WINDOWS_1M.path(settings.lake_uri)
-    changes = spark.readStream.format("delta").option("readChangeFeed", "true").load(minute_path)
+    changes = delta_stream(spark, settings).option("readChangeFeed", "true").load(minute_path)
     return start_query(
         changes.writeStream.foreachBatch(HourRollup(settings)),
         settings,

@@ -25,7 +25,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pyspark.sql import DataFrame, Observation, SparkSession
+    from pyspark.sql.streaming import DataStreamReader
 
+    from core.settings import Settings
     from lake.tables import Table
 
 
@@ -51,6 +53,14 @@ def table_properties(table: Table) -> dict[str, str]:
     if table.checkpoint_interval is not None:
         properties["delta.checkpointInterval"] = str(table.checkpoint_interval)
     return properties
+
+
+def delta_stream(spark: SparkSession, settings: Settings) -> DataStreamReader:
+    """``readStream`` of a Delta table, each micro-batch bounded as the settings say."""
+    reader = spark.readStream.format("delta")
+    if settings.spark.delta_max_files_per_trigger:
+        reader = reader.option("maxFilesPerTrigger", settings.spark.delta_max_files_per_trigger)
+    return reader
 
 
 def table_exists(spark: SparkSession, path: str) -> bool:

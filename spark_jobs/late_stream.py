@@ -17,7 +17,7 @@ from core.settings import Settings
 from lake.tables import LATE_QUAKE_CHANGES
 from monitoring.stream_metrics import ROWS_WRITTEN
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import ensure_table, insert_new, write_if_any
+from spark_jobs.delta_io import delta_stream, ensure_table, insert_new, write_if_any
 from spark_jobs.session import start_query
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ class LateAppender:
 def start(spark: SparkSession, settings: Settings, available_now: bool = False) -> StreamingQuery:
     """Start the late-events query, reading bronze as a stream (the table is created, empty,
     first: its readers find it before the first late event)."""
-    bronze = spark.readStream.format("delta").load(ensure_bronze(spark, settings))
+    bronze = delta_stream(spark, settings).load(ensure_bronze(spark, settings))
     ensure_table(spark, LATE_QUAKE_CHANGES, LATE_QUAKE_CHANGES.path(settings.lake_uri), bronze)
     late = bronze.where(F.col("is_late"))
     return start_query(

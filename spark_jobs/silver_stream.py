@@ -20,7 +20,7 @@ from lake.tables import SILVER_QUAKES
 from monitoring.stream_metrics import END_TO_END_LATENCY, ROWS_WRITTEN, observe_latency_histogram
 from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
-from spark_jobs.delta_io import ensure_table, merge_upsert, write_if_any
+from spark_jobs.delta_io import delta_stream, ensure_table, merge_upsert, write_if_any
 from spark_jobs.session import start_query
 
 if TYPE_CHECKING:
@@ -79,7 +79,7 @@ def start(spark: SparkSession, settings: Settings, available_now: bool = False) 
     query's start, not only after the first batch with data, which on the
     default 2-minute trigger can be minutes later.
     """
-    bronze = spark.readStream.format("delta").load(ensure_bronze(spark, settings))
+    bronze = delta_stream(spark, settings).load(ensure_bronze(spark, settings))
     # Only the schema is taken: nothing of the stream is read here.
     ensure_table(
         spark,

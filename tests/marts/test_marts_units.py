@@ -149,6 +149,93 @@ def test_build_arguments_leave_fresh_seeds_and_first_unit_tests_out() -> None:
     ]
 
 
+def test_build_arguments_leave_unchanged_static_marts_out_cautiously() -> None:
+    from marts.build import build_arguments
+
+    assert build_arguments(
+        full_refresh=False,
+        select=[],
+        fresh_seeds=["fe_regions"],
+        first=False,
+        unchanged=["dim_date", "dim_region"],
+    ) == [
+        "build",
+        "--exclude",
+        "fe_regions",
+        "dim_date",
+        "dim_region",
+        # Eager exclusion would take the facts' relationship tests to dim_date with it.
+        "--indirect-selection",
+        "cautious",
+    ]
+
+
+def test_the_static_marts_are_those_with_no_source_upstream() -> None:
+    from marts.static import static_models
+
+    assert static_models(PROJECT_ROOT / "dbt") == {
+        "dim_date": [],
+        "dim_magnitude_type": ["usgs_magnitude_types"],
+        "dim_region": ["fe_region_cells", "fe_regions"],
+    }
+
+
+def _project(root: Path) -> Path:
+    (root / "models").mkdir(parents=True)
+    (root / "seeds").mkdir()
+    (root / "macros").mkdir()
+    (root / "dbt_project.yml").write_text("vars: {first_day: '2000-01-01'}\n")
+    (root / "macros" / "m.sql").write_text("{% macro m() %}1{% endmacro %}\n")
+    (root / "seeds" / "codes.csv").write_text("code\na\n")
+    (root / "seeds" / "other.csv").write_text("x\n1\n")
+    models = {
+        "dim_codes": "select * from {{ ref('codes') }}",
+        # Static through another static model.
+        "dim_codes_upper": 'select upper(code) from {{ ref("dim_codes") }}',
+        "stg_events": "select * from {{ source('lake', 'events') }}",
+        # A seed and a model that reads the lake: not static.
+        "fct_events": "select * from {{ ref('stg_events') }} join {{ ref('codes') }}",
+    }
+    for name, sql in models.items():
+        (root / "models" / f"{name}.sql").write_text(sql + "\n")
+    return root
+
+
+def test_a_model_is_static_when_every_parent_is_a_seed_or_static(tmp_path: Path) -> None:
+    from marts.static import static_models
+
+    assert static_models(_project(tmp_path)) == {
+        "dim_codes": ["codes"],
+        "dim_codes_upper": ["codes"],
+    }
+
+
+def test_a_static_fingerprint_follows_its_inputs_and_not_the_interval(tmp_path: Path) -> None:
+    from marts.static import fingerprints
+
+    root = _project(tmp_path)
+    daily = {"start_date": "2026-12-01", "end_date": "2026-12-02", "lookback_days": 3}
+    base = fingerprints(root, daily)
+    # Another day, or a seed it does not read: the same rows, the same fingerprint.
+    assert fingerprints(root, {**daily, "start_date": "2026-12-02"}) == base
+    (root / "seeds" / "other.csv").write_text("x\n2\n")
+    assert fingerprints(root, daily) == base
+    changes = [
+        lambda: (root / "seeds" / "codes.csv").write_text("code\nb\n"),
+        lambda: (root / "models" / "dim_codes.sql").write_text("select 2\n"),
+        lambda: (root / "macros" / "m.sql").write_text("{% macro m() %}2{% endmacro %}\n"),
+        lambda: (root / "dbt_project.yml").write_text("vars: {first_day: '2001-01-01'}\n"),
+        lambda: (root / "models" / "_models.yml").write_text("version: 2\n"),
+    ]
+    seen = [base["dim_codes"]]
+    for change in changes:
+        change()
+        now = fingerprints(root, daily)["dim_codes"]
+        assert now not in seen, change
+        seen.append(now)
+    assert fingerprints(root, {**daily, "first_day": "2002-01-01"})["dim_codes"] not in seen
+
+
 def test_seed_checksums_change_with_the_csv(tmp_path: Path) -> None:
     from marts.seeds import seed_checksums
 
@@ -219,6 +306,21 @@ def test_the_bench_compares_medians_and_the_empty_day_floor() -> None:
     assert result.floor_share == 6.0 / 30.0
     result.runs = result.runs[:2]
     assert result.median("full refresh") == 30.0  # of two runs, their mean
+
+
+def test_the_bench_bounds_a_delta_source_batch_to_a_day_of_bronze_files(tmp_path: Path) -> None:
+    from marts.bench import bench_files_per_trigger
+
+    bronze = tmp_path / "quake_changes"
+    for day in range(3):
+        partition = bronze / f"ingest_date=2026-11-0{day + 1}"
+        partition.mkdir(parents=True)
+        for part in range(4):
+            (partition / f"part-{part}.parquet").write_bytes(b"")
+    (bronze / "_delta_log").mkdir()
+    (bronze / "_delta_log" / "00000000000000000010.checkpoint.parquet").write_bytes(b"")
+    assert bench_files_per_trigger(bronze, 3) == 4  # the log's checkpoint is not data
+    assert bench_files_per_trigger(bronze, 30) == 1
 
 
 def test_the_diagram_types_are_one_word() -> None:

@@ -1,6 +1,7 @@
 -- One row per network and UTC day of event time, from the 1-minute windows:
 -- events, magnitude figures and distinct quakes (a union of the minutes' HLL
--- sketches, so a day's distinct count is exact in its method, not a sum).
+-- sketches, so a day's distinct count is exact in its method, not a sum; merged
+-- in a fixed order, so every plan gives the same estimate).
 {{
     config(
         materialized='incremental',
@@ -30,7 +31,8 @@ daily as (
         -- them in, and a rebuild must give the same value to change nothing.
         sum(cast(magnitude_sum as decimal(24, 6))) as magnitude_sum,
         max(magnitude_max) as magnitude_max,
-        hll_sketch_estimate(hll_union_agg(entity_sketch)) as distinct_quakes,
+        -- Not hll_union_agg: its estimate depends on the order it merges in.
+        {{ sorted_sketches('entity_sketch') }} as entity_sketches,
         count(*) as active_minutes
     from minutes
     group by window_date, network_code
@@ -44,7 +46,7 @@ final as (
         magnitude_count,
         magnitude_max,
         cast(round(magnitude_sum / nullif(magnitude_count, 0), 6) as double) as magnitude_mean,
-        distinct_quakes,
+        {{ hll_fold_estimate('entity_sketches') }} as distinct_quakes,
         active_minutes
     from daily
 )
