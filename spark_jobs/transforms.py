@@ -346,11 +346,29 @@ def window_aggregates(rows: DataFrame, duration: str = "1 minute") -> DataFrame:
             F.max("mag").alias("max_mag"),
             # A DataSketches HLL sketch: fixed size in the state store, where an exact
             # count would keep every entity id of every open window, and mergeable,
-            # so hourly windows are unions of minute sketches. Union and estimate are
-            # order-independent: a replay gives the very same number.
+            # so hourly windows are unions of minute sketches. A union's estimate
+            # depends on the order it merges in: longer windows use `sketch_union`.
             F.hll_sketch_agg("entity_id", HLL_LG_K).alias("entity_sketch"),
             F.max("produced_at_ms").alias("last_produced_at_ms"),
         )
+    )
+
+
+def sketch_union(column: str) -> Column:
+    """The union of a group's HLL sketches, merged in a fixed (binary) order: an aggregate.
+
+    ``hll_union_agg`` merges in whatever order the scan and the shuffle hand the
+    sketches over, and a DataSketches union of sparse sketches keeps an in-order
+    estimate that depends on that order: a replay reading other files, or a live
+    batch, could give another number (``tests/marts/test_hll_fold.py`` shows it).
+    The marts fold theirs the same way (``dbt/macros/hll_fold.sql``).
+    """
+    sketches = F.array_sort(F.collect_list(column))
+    return F.aggregate(
+        F.slice(sketches, 2, F.greatest(F.size(sketches) - 1, F.lit(0))),
+        F.try_element_at(sketches, F.lit(1)),
+        # Not F.hll_union itself: its third, optional parameter reads as a lambda arity.
+        lambda merged, sketch: F.hll_union(merged, sketch),  # noqa: PLW0108
     )
 
 
@@ -369,7 +387,7 @@ def rollup_windows(minute_rows: DataFrame, duration: str, slide: str) -> DataFra
             F.sum("mag_count").alias("mag_count"),
             F.sum("sum_mag").alias("sum_mag"),
             F.max("max_mag").alias("max_mag"),
-            F.hll_union_agg("entity_sketch").alias("entity_sketch"),
+            sketch_union("entity_sketch").alias("entity_sketch"),
             F.max("last_produced_at_ms").alias("last_produced_at_ms"),
         )
     )

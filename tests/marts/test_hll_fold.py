@@ -1,4 +1,4 @@
-"""fct_network_activity_daily's distinct quakes: the same estimate whatever the plan.
+"""Distinct counts from unions of HLL sketches: the same estimate whatever the plan.
 
 The macros of ``dbt/macros/hll_fold.sql`` are rendered with Jinja and run in a local
 Spark on minute sketches like the windows table's; the same sketches, read in other
@@ -67,3 +67,22 @@ def test_hll_union_agg_alone_depends_on_the_plan(spark: SparkSession) -> None:
         _minute_sketches(spark), "hll_sketch_estimate(hll_union_agg(entity_sketch))"
     )
     assert len(estimates) > 1, estimates
+
+
+def test_the_rollups_sketch_union_gives_one_estimate_on_every_plan(spark: SparkSession) -> None:
+    """The hour rollup (live and replay) unites minute sketches the same way."""
+    from spark_jobs.transforms import sketch_union
+
+    sketches = _minute_sketches(spark).cache()
+    readings = [
+        sketches.orderBy("minute").coalesce(1),
+        sketches.orderBy(F.desc("minute")).coalesce(1),
+        sketches.repartition(7, "minute"),
+    ]
+    unions = [r.agg(sketch_union("entity_sketch").alias("u")).first()["u"] for r in readings]
+    assert len({bytes(u) for u in unions}) == 1  # the very same sketch, byte for byte
+    estimates = {
+        int(r.agg(F.hll_sketch_estimate(sketch_union("entity_sketch")).alias("n")).first()["n"])
+        for r in readings
+    }
+    assert len(estimates) == 1, estimates
