@@ -24,6 +24,8 @@ class Table:
     #: Commits between two Delta checkpoints (Delta's default: 10). A checkpoint
     #: rewrites the table state as Parquet inside the commit that triggers it.
     checkpoint_interval: int | None = None
+    #: Columns Delta computes on every write: (name, SQL type, expression).
+    generated: tuple[tuple[str, str, str], ...] = ()
 
     def path(self, lake_root: str) -> str:
         """Location of the table under ``lake_root`` (a path or a URI)."""
@@ -60,12 +62,23 @@ SILVER_QUAKES = Table(
     description="Current state per earthquake: the newest version wins; deletes are tombstones.",
 )
 
+#: The window tables' partition column, computed by Delta from window_start. A
+#: filter on window_start prunes its partitions (Delta derives the partition
+#: filter for a CAST(timestamp AS DATE) generated column), so neither the
+#: stream's MERGE nor a reader has to spell it.
+WINDOW_DATE = ("window_date", "DATE", "CAST(window_start AS DATE)")
+
 QUAKE_WINDOWS_1M = Table(
     name="quake_windows_1m",
     layer="aggregates",
-    partition_by=(),
+    # By day: a MERGE rewrites every file holding a window it updates and writes
+    # the new windows into the same files, so unpartitioned, the newest files
+    # kept every row they ever held (120,719 rows copied to update 3 windows
+    # after 30 days) and spanned the whole history, which no interval skipped.
+    partition_by=(WINDOW_DATE[0],),
+    generated=(WINDOW_DATE,),
     # A few rows per network and minute: each MERGE rewrites one small file,
-    # 0.5 s faster than writing deletion vectors, and the table stays small.
+    # 0.5 s faster than writing deletion vectors.
     deletion_vectors=False,
     description="1-minute tumbling event-time windows per network: count, max/mean magnitude, "
     "distinct entities.",
@@ -74,7 +87,8 @@ QUAKE_WINDOWS_1M = Table(
 QUAKE_WINDOWS_1H = Table(
     name="quake_windows_1h",
     layer="aggregates",
-    partition_by=(),
+    partition_by=(WINDOW_DATE[0],),  # as the minute table
+    generated=(WINDOW_DATE,),
     deletion_vectors=False,  # small, like the minute table
     description="1-hour windows sliding every 5 minutes per network: count, max/mean magnitude, "
     "distinct entities.",

@@ -8,7 +8,7 @@ A benchmark, not a test. On a topic, lake and catalog schemas of its own:
 2. ``streamhouse stream run --available-now`` takes it to bronze, a day per
    micro-batch, then through silver, late events and the windows, again about
    a day of bronze's files per micro-batch (``spark.delta_max_files_per_trigger``),
-   so that every table's files are clustered by time as a live stream leaves them;
+   so that their files are laid out by time as a live stream leaves them;
 3. the marts are built once (seeds, models, every data test);
 4. then, ``runs`` times, side by side in this one JVM: a full refresh of the
    models (``dbt run --full-refresh``), then the last day's rows are deleted
@@ -447,8 +447,8 @@ def run_benchmark(
             settings, ["stream", "run", "--available-now", "bronze"], work / "stream.log"
         )
         # The queries that read bronze as a stream take it about a day per micro-batch, as
-        # they would live (a few minutes a batch): a single batch of the whole history
-        # would write windows files spanning every day, which no interval could skip.
+        # they would live (a few minutes a batch): one batch of the whole history wrote
+        # silver in one MERGE, each of its files spanning every day, none skipped.
         per_batch = bench_files_per_trigger(
             Path(BRONZE_QUAKE_CHANGES.path(settings.lake_uri).removeprefix("file:")), days
         )

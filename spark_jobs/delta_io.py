@@ -90,10 +90,14 @@ def is_connect(spark: SparkSession) -> bool:
 
 
 def ensure_table(spark: SparkSession, table: Table, path: str, like: DataFrame) -> None:
-    """Create an empty table at ``path`` with the schema of ``like`` when there is none."""
+    """Create an empty table at ``path`` with the schema of ``like`` when there is none,
+    plus the table's generated columns (Delta fills them on every write)."""
     if table_exists(spark, path):
         return
     builder = DeltaTable.createIfNotExists(spark).location(path).addColumns(like.schema)
+    for name, sql_type, expression in table.generated:
+        if name not in like.columns:
+            builder = builder.addColumn(name, sql_type, generatedAlwaysAs=expression)
     if table.partition_by:
         builder = builder.partitionedBy(*table.partition_by)
     for key, value in table_properties(table).items():
@@ -270,11 +274,13 @@ def merge_upsert(
     on = " AND ".join(f"target.{k} <=> source.{k}" for k in key)
     if target_filter:
         on = f"{on} AND {target_filter}"
-    (
-        DeltaTable.forPath(spark, path)
-        .alias("target")
-        .merge(source.alias("source"), on)
-        .whenMatchedUpdateAll(condition=update_condition)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    merge = DeltaTable.forPath(spark, path).alias("target").merge(source.alias("source"), on)
+    if any(name not in source.columns for name, _, _ in table.generated):
+        # UPDATE SET * wants every target column from the source, generated ones
+        # included (DELTA_MERGE_UNRESOLVED_EXPRESSION); named, Delta computes them.
+        columns = {c: f"source.`{c}`" for c in source.columns}
+        merge = merge.whenMatchedUpdate(condition=update_condition, set=columns)
+        merge = merge.whenNotMatchedInsert(values=columns)
+    else:
+        merge = merge.whenMatchedUpdateAll(condition=update_condition).whenNotMatchedInsertAll()
+    merge.execute()

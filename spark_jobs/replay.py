@@ -24,7 +24,7 @@ range the ingest query has not passed yet (it would write those records again).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -117,7 +117,7 @@ def _check_offsets(text: str) -> str:
 
 def replay_table(table: Table) -> Table:
     """The side table a replay writes instead of ``table``."""
-    return Table(table.name, f"{table.layer}_replay", table.partition_by, table.description)
+    return replace(table, layer=f"{table.layer}_replay")
 
 
 @dataclass(frozen=True)

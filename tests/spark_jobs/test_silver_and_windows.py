@@ -287,6 +287,42 @@ def test_window_merges_rewrite_files_and_silver_merges_write_deletion_vectors(
     }  # fmt: skip
 
 
+def test_a_window_merge_rewrites_only_its_days_files(spark: SparkSession, tmp_path: Path) -> None:
+    """Windows of two days, then an update of one window of the second: the MERGE copies no
+    row of the first day, and a read of one day reads only that day's files. (Unpartitioned,
+    the first MERGE wrote both days into one file, which every later MERGE rewrote whole.)"""
+    path = str(tmp_path / "windows")
+    next_day = T0 + 86_400_000
+    midnight = datetime.fromtimestamp(next_day / 1000).replace(hour=0)
+
+    def windows(data: list[tuple[object, ...]]) -> DataFrame:
+        bronze = rows(spark, data)
+        return transforms.window_aggregates(transforms.with_event_time(bronze), "1 minute")
+
+    first = [(f"e{i}", "UPSERT", 1, T0 + i * 60_000, T0, "ci", 1.0, 0, i) for i in range(20)]
+    first.append(("x", "UPSERT", 1, next_day, T0, "ci", 1.0, 0, 99))
+    merge_upsert(spark, windows(first).coalesce(1), QUAKE_WINDOWS_1M, path, transforms.WINDOW_KEY)
+    # A second quake in the next day's window: that window's row is updated.
+    again = windows([first[-1], ("y", "UPSERT", 1, next_day, T0, "ci", 2.0, 0, 100)])
+    merge_upsert(
+        spark,
+        again,
+        QUAKE_WINDOWS_1M,
+        path,
+        transforms.WINDOW_KEY,
+        target_filter=f"target.window_start >= timestamp'{midnight:%Y-%m-%d %H:%M:%S}'",
+    )
+    history = spark.sql(f"DESCRIBE HISTORY delta.`{path}` LIMIT 1").first()
+    assert history is not None
+    metrics = history["operationMetrics"]
+    assert (metrics["numTargetRowsUpdated"], metrics["numTargetRowsCopied"]) == ("1", "0"), metrics
+    table = spark.read.format("delta").load(path)
+    assert table.count() == 21
+    one_day = table.where(F.col("window_start") >= F.lit(midnight))
+    assert one_day.count() == 1
+    assert len(one_day.inputFiles()) == 1 < len(table.inputFiles())
+
+
 def test_bronze_checkpoints_every_100_commits_and_older_tables_still_append(
     spark: SparkSession, tmp_path: Path
 ) -> None:
