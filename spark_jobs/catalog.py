@@ -69,6 +69,23 @@ def ensure_schemas(spark: SparkSession, settings: Settings) -> None:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
+def _name_taken(spark: SparkSession, schema: str, name: str) -> bool:
+    """Whether the metastore holds ``schema.name``, without loading the table (which fails
+    when its files went away, as ``Catalog.tableExists`` and ``listTables`` do)."""
+    return bool(spark.sql(f"SHOW TABLES IN {schema} LIKE '{name}'").collect())
+
+
+def registered_location(spark: SparkSession, name: str) -> str | None:
+    """Where the catalog's Delta table ``name`` lives; None when no Delta table is there."""
+    from pyspark.errors import AnalysisException
+
+    try:
+        detail = spark.sql(f"DESCRIBE DETAIL {name}").first()
+    except AnalysisException:  # DELTA_PATH_DOES_NOT_EXIST: the files went away
+        return None
+    return str(detail["location"]) if detail is not None else None
+
+
 def register_table(spark: SparkSession, settings: Settings, table: Table) -> bool:
     """Register ``table`` by location when its Delta log exists; True when it is registered.
 
@@ -79,11 +96,13 @@ def register_table(spark: SparkSession, settings: Settings, table: Table) -> boo
     if not table_exists(spark, path):
         return False
     name = qualified_name(settings, table)
-    if spark.catalog.tableExists(name):
-        location = str(spark.sql(f"DESCRIBE DETAIL {name}").first()["location"])
-        if _same_location(location, path):
+    if _name_taken(spark, settings.catalog.lake_schema, table.name):
+        location = registered_location(spark, name)
+        if location is not None and _same_location(location, path):
             return True
-        log.warning("%s pointed at %s; registering it at %s", name, location, path)
+        # Elsewhere, or at a location that no longer holds a Delta table (a lake
+        # deleted under its name): re-pointed, or the name would stay unreadable.
+        log.warning("%s pointed at %s; registering it at %s", name, location or "nothing", path)
         spark.sql(f"DROP TABLE IF EXISTS {name}")
     escaped = path.replace("'", "\\'")
     spark.sql(f"CREATE TABLE IF NOT EXISTS {name} USING DELTA LOCATION '{escaped}'")
@@ -137,6 +156,12 @@ class LakeRegistrar:
             log.warning("could not register the lake's tables yet: %s", str(error).splitlines()[0])
 
 
+#: What ``catalog tables`` shows for a name whose location holds no Delta table.
+MISSING_LOCATION = (
+    "(no Delta table at its location: `streamhouse catalog register` points it at the lake)"
+)
+
+
 @dataclass(frozen=True)
 class CatalogTable:
     """One table of the catalog as ``streamhouse catalog tables`` shows it."""
@@ -152,13 +177,18 @@ def describe_tables(spark: SparkSession, settings: Settings, count: bool) -> lis
     for schema in (settings.catalog.lake_schema, settings.catalog.marts_schema):
         if not spark.catalog.databaseExists(schema):
             continue
-        for table in sorted(spark.catalog.listTables(schema), key=lambda t: t.name):
-            name = f"{schema}.{table.name}"
-            if table.tableType == "VIEW":
-                location = "(view)"
+        # SHOW TABLES, not Catalog.listTables (see _name_taken).
+        names = sorted(r["tableName"] for r in spark.sql(f"SHOW TABLES IN {schema}").collect())
+        views = {r["viewName"] for r in spark.sql(f"SHOW VIEWS IN {schema}").collect()}
+        for table_name in names:
+            name = f"{schema}.{table_name}"
+            if table_name in views:
+                location: str | None = "(view)"
             else:
-                detail = spark.sql(f"DESCRIBE DETAIL {name}").first()
-                location = str(detail["location"]) if detail is not None else ""
+                location = registered_location(spark, name)
+            if location is None:
+                found.append(CatalogTable(name, MISSING_LOCATION, None))
+                continue
             rows = spark.table(name).count() if count else None
             found.append(CatalogTable(name, location, rows))
     return found
