@@ -118,9 +118,10 @@ def build(
         on_step("step", "first build: the unit tests run once the marts exist")
     checksums = seed_checksums(settings.marts.project_dir)
     stale = list(checksums) if full_refresh else stale_seeds(spark, settings, checksums)
-    prints, unchanged = static_to_skip(spark, settings, window)
-    if full_refresh or first or select:
-        unchanged = []  # a full refresh, a first build or the user's selection: as asked
+    prints = fingerprints(settings.marts.project_dir, window)
+    # A full refresh, a first build or the user's selection builds what was asked.
+    asked = full_refresh or first or bool(select)
+    unchanged = [] if asked else unchanged_static(spark, settings.catalog.marts_schema, prints)
     if on_step is not None:
         on_step("step", f"seeds to load: {', '.join(stale) or 'none (unchanged)'}")
         if unchanged:
