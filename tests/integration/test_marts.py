@@ -41,7 +41,6 @@ from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M
 from marts.build import INCREMENTAL_MARTS
 from marts.profiles import dbt_work_dir, marts_root
 from streamhouse.runtime import stack
-from streamhouse.runtime.services import STREAM_DRIVERS
 
 # One scenario of six dbt commands (each a JVM). The shared fixture's setup counts
 # against the first test's timeout: it took 14 minutes with a load average of 18, and
@@ -127,23 +126,6 @@ class Scenario:
     seconds: dict[str, float] = field(default_factory=dict)
 
 
-def _fast_silver(settings: Settings) -> Settings:
-    """The stack's settings with silver and the rollups on a 2 s trigger: the scenario waits
-    for silver several times (10 s on the test stack, 2 minutes by default)."""
-    triggers = {
-        "silver_quakes": "2 seconds",
-        "late_quake_changes": "2 seconds",
-        "aggregates_quake_windows_1h": "2 seconds",
-    }
-    return settings.model_copy(
-        update={
-            "spark": settings.spark.model_copy(
-                update={"trigger_overrides": {**settings.spark.trigger_overrides, **triggers}}
-            )
-        }
-    )
-
-
 def _wait(what: str, check: Any, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -182,12 +164,11 @@ def _change(settings: Settings, row: Any, kind: str, properties: dict[str, Any] 
 
 @pytest.fixture(scope="module")
 def scenario(infra_stack: Settings, spark: SparkSession) -> Iterator[Scenario]:
-    settings = _fast_silver(infra_stack)
+    # The stream as the stack runs it (silver and the rollups on the test stack's 10 s
+    # triggers): restarting both drivers on faster ones cost more than it saved waiting.
+    settings = infra_stack
     seconds: dict[str, float] = {}
     began = time.monotonic()
-    # Both drivers restarted on these triggers: silver and the rollups run in the
-    # background one (restarting only the ingest driver left silver on its old trigger).
-    stack.down(settings, list(STREAM_DRIVERS), report=print)
     stack.up(settings, report=print)
     load = _cli(settings, "loadgen", "--events", str(LOAD_EVENTS), "--rate", "1000")
     assert load.returncode == 0, _output(load)
@@ -282,8 +263,6 @@ def scenario(infra_stack: Settings, spark: SparkSession) -> Iterator[Scenario]:
     )
     yield result
     print("marts scenario, seconds per step:", json.dumps(result.seconds, indent=1))
-    # The next tests start the stream with the stack's triggers.
-    stack.down(settings, list(STREAM_DRIVERS), report=print)
 
 
 def test_a_failed_model_fails_the_build_naming_it(scenario: Scenario) -> None:
