@@ -118,7 +118,7 @@ SPARK_CONNECTORS = JarBundle(
 POSTGRES_JDBC_VERSION = "42.7.8"
 
 #: PostgreSQL's JDBC driver, for the Hive metastore every Spark process shares.
-#: It must be on the driver's own classpath (``spark.driver.extraClassPath``):
+#: It must be on the driver's own class path (``spark_jobs.session.driver_classpath``):
 #: DataNucleus asks ``DriverManager``, which does not see ``spark.jars``.
 METASTORE_JDBC = JarBundle(
     f"postgresql-jdbc-{POSTGRES_JDBC_VERSION}",

@@ -2,7 +2,7 @@
 
 ``dbt/profiles.yml`` (in the repository) reads these with ``env_var``; they
 hold no secret (the metastore's password is in the private hive-site.xml on
-the driver's classpath, ``spark_jobs.session``).
+the driver's class path, ``spark_jobs.session``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,13 @@ from typing import Any
 
 from core.errors import UserFacingError
 from core.settings import Settings
-from spark_jobs.session import catalog_config, connector_jars, master_with_retries
+from spark_jobs.session import (
+    catalog_config,
+    connector_jars,
+    driver_java_options,
+    driver_launch_environment,
+    master_with_retries,
+)
 
 
 def marts_root(settings: Settings) -> str:
@@ -32,11 +38,14 @@ def dbt_env(settings: Settings) -> dict[str, str]:
     """The ``STREAMHOUSE_DBT_*`` variables ``dbt/profiles.yml`` and ``dbt_project.yml`` read."""
     catalog = catalog_config(settings)
     return {
+        # The dbt process's own driver (the session target): the catalog's entries on its
+        # class path and the class archive, as every driver of the platform.
+        **driver_launch_environment(settings, os.environ),
+        "STREAMHOUSE_DBT_DRIVER_JAVA_OPTIONS": driver_java_options(settings),
         "STREAMHOUSE_DBT_SPARK_MASTER": master_with_retries(
             settings.spark.master, settings.spark.task_max_failures
         ),
         "STREAMHOUSE_DBT_SPARK_JARS": ",".join(str(p) for p in connector_jars(settings)),
-        "STREAMHOUSE_DBT_DRIVER_CLASSPATH": catalog.get("spark.driver.extraClassPath", ""),
         "STREAMHOUSE_DBT_CATALOG_IMPLEMENTATION": catalog["spark.sql.catalogImplementation"],
         "STREAMHOUSE_DBT_WAREHOUSE_DIR": settings.warehouse_uri,
         "STREAMHOUSE_DBT_LOCATION_ROOT": marts_root(settings),

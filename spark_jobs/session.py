@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
@@ -21,8 +22,6 @@ from core.postgres import metastore_credentials
 from core.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from pyspark.sql import SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
@@ -117,16 +116,50 @@ def catalog_config(settings: Settings) -> dict[str, str]:
     """Spark settings of the catalog (none of them secret: see ``hive_site_dir``)."""
     if settings.catalog.kind == "in-memory":
         return {"spark.sql.catalogImplementation": "in-memory"}
-    jdbc = METASTORE_JDBC.cached_jars(settings.jars_dir)
-    classpath = [*map(str, jdbc), str(hive_site_dir(settings))]
     return {
         "spark.sql.catalogImplementation": "hive",
         # Every process the same, so a table created by one is where the others look.
         "spark.sql.warehouse.dir": settings.warehouse_uri,
-        # DataNucleus loads the JDBC driver through DriverManager, which only sees
-        # the JVM's own classpath: with the jar in spark.jars alone, "No suitable driver".
-        "spark.driver.extraClassPath": os.pathsep.join(classpath),
     }
+
+
+def driver_classpath(settings: Settings) -> list[str]:
+    """What the driver JVM's own class path needs besides Spark: the catalog's JDBC driver
+    and the private ``hive-site.xml`` folder (nothing for the in-memory catalog).
+
+    DataNucleus loads the JDBC driver through DriverManager, which only sees the
+    JVM's own class path: with the jar in spark.jars alone, "No suitable driver".
+    These entries go after Spark's jars (``driver_launch_environment``), not before
+    them as ``spark.driver.extraClassPath`` would put them: the class archive
+    (``spark_jobs.class_archive``) is valid only for a class path that starts
+    with the entries it was written with, and a folder is never allowed there.
+    """
+    if settings.catalog.kind == "in-memory":
+        return []
+    jdbc = METASTORE_JDBC.cached_jars(settings.jars_dir)
+    return [*map(str, jdbc), str(hive_site_dir(settings))]
+
+
+def driver_launch_environment(settings: Settings, environ: Mapping[str, str]) -> dict[str, str]:
+    """The environment variables a driver JVM must be launched with: ``SPARK_DIST_CLASSPATH``
+    (which Spark's launcher appends to the class path) with ``driver_classpath``, after what
+    the environment already held there."""
+    entries = driver_classpath(settings)
+    if not entries:
+        return {}
+    present = [e for e in environ.get("SPARK_DIST_CLASSPATH", "").split(os.pathsep) if e]
+    return {
+        "SPARK_DIST_CLASSPATH": os.pathsep.join(
+            [*present, *(e for e in entries if e not in present)]
+        )
+    }
+
+
+def driver_java_options(settings: Settings, *options: str | None) -> str:
+    """The driver's JVM options: the class archive's (when built) and ``options``."""
+    from spark_jobs import class_archive
+
+    return " ".join([*class_archive.java_options(settings), *(o for o in options if o)])
 
 
 _LOCAL_MASTER = re.compile(r"local(?:\[(\*|\d+)\])?")
@@ -233,10 +266,16 @@ def build_spark(
             "spark.databricks.delta.snapshotPartitions", str(spark_cfg.delta_snapshot_partitions)
         )
     )
-    for key, value in {**catalog_config(settings), **(extra_config or {})}.items():
+    extra = dict(extra_config or {})
+    java_options = driver_java_options(
+        settings, java_options, extra.pop("spark.driver.extraJavaOptions", None)
+    )
+    for key, value in {**catalog_config(settings), **extra}.items():
         builder = builder.config(key, value)
-    if java_options is not None:
+    if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)
+    # PySpark launches the driver JVM with this process's environment.
+    os.environ.update(driver_launch_environment(settings, os.environ))
     if _is_local(settings.lake_uri) and _is_local(settings.checkpoint_dir("", "")):
         # On a local disk, the default FileContext-based manager renames through
         # Hadoop's RawLocalFileSystem, which (without Hadoop's native library)

@@ -176,7 +176,8 @@ def _follow(path: Path) -> None:
 
 @app.command("jars")
 def resolve_jars() -> None:
-    """Resolve every jar the platform runs (Kafka, registry, Spark connectors) into the cache."""
+    """Resolve every jar the platform runs (Kafka, registry, Spark connectors) into the cache,
+    and build the Spark drivers' class archive."""
     from streamhouse.runtime.services import build_services, resolve_spark_jars
 
     def action() -> None:
@@ -190,6 +191,11 @@ def resolve_jars() -> None:
             with console.status(f"resolving {name} jars"):
                 specs[name].resolve()
             report(f"{name}: jars ready")
+        # Needs the connector jars: the archive is of the class path drivers run with.
+        from spark_jobs import class_archive
+
+        with console.status("Spark class archive: a short job writes the driver's classes"):
+            class_archive.ensure(settings, report)
 
     guarded(action)
 

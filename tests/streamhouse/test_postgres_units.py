@@ -19,7 +19,12 @@ from core.postgres import (
     superuser_credentials,
 )
 from core.settings import Settings, redacted_variables, settings_env
-from spark_jobs.session import catalog_config, hive_site_dir
+from spark_jobs.session import (
+    catalog_config,
+    driver_classpath,
+    driver_launch_environment,
+    hive_site_dir,
+)
 from streamhouse.runtime import postgres
 from streamhouse.runtime.process import ServicePaths
 from streamhouse.runtime.services import build_services
@@ -127,8 +132,12 @@ def test_hive_catalog_keeps_its_password_out_of_spark_settings(tmp_path: Path) -
     assert config["spark.sql.warehouse.dir"] == f"{tmp_path}/lake/_warehouse"
     # PySpark puts every setting on spark-submit's command line: none may hold it.
     assert not any("pw<" in value for value in config.values())
-    classpath = config["spark.driver.extraClassPath"].split(os.pathsep)
+    classpath = driver_classpath(settings)
     assert any("postgresql-42.7" in entry for entry in classpath)
+    # Appended after Spark's jars by the launcher, not put first (the class archive).
+    assert "spark.driver.extraClassPath" not in config
+    launch = driver_launch_environment(settings, {"SPARK_DIST_CLASSPATH": "/opt/hadoop/*"})
+    assert launch == {"SPARK_DIST_CLASSPATH": os.pathsep.join(["/opt/hadoop/*", *classpath])}
     site = hive_site_dir(settings) / "hive-site.xml"
     assert str(site.parent) in classpath
     assert stat.S_IMODE(site.stat().st_mode) == 0o600
@@ -142,3 +151,4 @@ def test_hive_catalog_keeps_its_password_out_of_spark_settings(tmp_path: Path) -
 def test_in_memory_catalog_needs_no_service(tmp_path: Path) -> None:
     settings = Settings(state_dir=tmp_path, catalog={"kind": "in-memory"})
     assert catalog_config(settings) == {"spark.sql.catalogImplementation": "in-memory"}
+    assert driver_classpath(settings) == [] and driver_launch_environment(settings, {}) == {}
