@@ -123,7 +123,7 @@ def ensure(settings: Settings, report: Callable[[str], None]) -> Path | None:
         )
         return None
     partial.replace(target)
-    for stale in target.parent.glob(f"{ARCHIVE_PREFIX}*"):
+    for stale in target.parent.glob(f"{ARCHIVE_PREFIX}*.jsa"):  # not a build in progress
         if stale != target:
             stale.unlink(missing_ok=True)
     size_mb = target.stat().st_size / 1e6

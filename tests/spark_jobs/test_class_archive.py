@@ -147,3 +147,47 @@ def test_the_dbt_driver_gets_the_same_options(
     archive.write_bytes(b"")
     options = dbt_env(settings)["STREAMHOUSE_DBT_DRIVER_JAVA_OPTIONS"]
     assert options == (f"-XX:SharedArchiveFile={archive} -Xshare:auto" if on else "")
+
+
+def test_a_failed_build_says_where_its_log_is_and_leaves_no_archive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _archive_in(tmp_path, monkeypatch)
+
+    def failing_job(command: list[str], **_kwargs: object) -> int:
+        Path(command[-1]).write_bytes(b"half an archive")
+        return 1
+
+    monkeypatch.setattr(subprocess, "call", failing_job)
+    said: list[str] = []
+    assert class_archive.ensure(Settings(state_dir=tmp_path), said.append) is None
+    assert said == [
+        "Spark class archive: not built (exit 1), drivers start without it; "
+        f"log: {tmp_path / 'logs' / 'class-archive.log'}"
+    ]
+    assert list(archive.parent.iterdir()) == []
+
+
+def test_a_built_archive_replaces_the_stale_ones_and_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = _archive_in(tmp_path, monkeypatch)
+    archive.parent.mkdir(parents=True)
+    stale = _file(archive.parent / "spark-driver-1.jsa", "old jdk")
+    building = _file(archive.parent / "spark-driver-2.77.partial", "another install")
+    runs: list[list[str]] = []
+
+    def job(command: list[str], **_kwargs: object) -> int:
+        runs.append(command)
+        Path(command[-1]).write_bytes(b"classes")
+        return 0
+
+    monkeypatch.setattr(subprocess, "call", job)
+    said: list[str] = []
+    settings = Settings(state_dir=tmp_path)
+    assert class_archive.ensure(settings, said.append) == archive
+    assert class_archive.ensure(settings, said.append) == archive  # twice: built once
+    assert len(runs) == 1 and runs[0][1:3] == ["-m", "spark_jobs.class_archive"]
+    assert archive.read_bytes() == b"classes" and not stale.exists() and building.exists()
+    assert said[0].startswith("Spark class archive: built in ")
+    assert said[1] == f"Spark class archive: ready ({archive.name})"
