@@ -85,8 +85,8 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         },
         "loadgen": {"metrics_port": LOADGEN_METRICS_PORT},
         # A failed task is retried after seconds, not minutes (the defaults are for production).
-        # The daily sensor looks every 10 s: test_airflow watches it defer over several looks.
-        "airflow": {"retry_delay_s": 10, "max_retry_delay_s": 30, "wait_poke_s": 10},
+        # The daily sensor looks every 4 s: test_airflow watches it defer over several looks.
+        "airflow": {"retry_delay_s": 10, "max_retry_delay_s": 30, "wait_poke_s": 4},
         # Alertmanager delivers to the loopback receivers of test_alerting.py.
         "alerting": {
             "webhook_url": f"http://{host}:{WEBHOOK_PORT}/slack-webhook",

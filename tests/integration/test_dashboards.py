@@ -143,7 +143,7 @@ def _wait_for_every_panel(settings: Settings, loadgen: subprocess.Popen[bytes], 
     missing = _missing(settings)
     while missing and time.monotonic() < deadline:
         assert loadgen.poll() is None, f"the load generator stopped: {log.read_text()[-2000:]}"
-        time.sleep(10)
+        time.sleep(5)
         missing = _missing(settings)
     assert not missing, f"no data after {DATA_DEADLINE_S} s of load for:\n" + "\n".join(missing)
 
