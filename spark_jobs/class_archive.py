@@ -55,11 +55,16 @@ def java_binary() -> Path | None:
     return Path(found).resolve()
 
 
-def archive_key(java: Path, pyspark_version: str, jars: Sequence[Path]) -> str:
-    """What an archive depends on: the JDK build (its binary's path, size and time), pyspark's
-    version and the connector jars. A change in any gives another archive."""
-    parts = [str(java), *_identity(java), pyspark_version]
+def archive_key(java: Path, pyspark_dir: Path, pyspark_version: str, jars: Sequence[Path]) -> str:
+    """What an archive depends on: the JDK build (its binary's path, size and time), the
+    pyspark install (its folder: the archive's class path names its jars by path) and version,
+    and the connector jars. A change in any gives another archive."""
+    parts = [str(java), *_identity(java), str(pyspark_dir), pyspark_version]
     parts += [f"{jar.name}:{':'.join(_identity(jar))}" for jar in sorted(jars)]
+    return _digest(parts)
+
+
+def _digest(parts: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -77,8 +82,12 @@ def archive_path(settings: Settings) -> Path | None:
     java = java_binary()
     if java is None:
         return None
-    key = archive_key(java, pyspark.__version__, connector_jars(settings))
-    return settings.jars_dir / "class-archives" / f"{ARCHIVE_PREFIX}{key}.jsa"
+    pyspark_dir = Path(pyspark.__file__).parent.resolve()
+    key = archive_key(java, pyspark_dir, pyspark.__version__, connector_jars(settings))
+    # One name prefix per pyspark install: two checkouts sharing the jar cache keep one archive
+    # each, and a new build replaces only its own install's older ones.
+    install = _digest([str(pyspark_dir)])[:8]
+    return settings.jars_dir / "class-archives" / f"{ARCHIVE_PREFIX}{install}-{key}.jsa"
 
 
 def java_options(settings: Settings) -> list[str]:
@@ -123,7 +132,8 @@ def ensure(settings: Settings, report: Callable[[str], None]) -> Path | None:
         )
         return None
     partial.replace(target)
-    for stale in target.parent.glob(f"{ARCHIVE_PREFIX}*.jsa"):  # not a build in progress
+    install = target.stem.rsplit("-", 1)[0]
+    for stale in target.parent.glob(f"{install}-*.jsa"):  # not a build in progress
         if stale != target:
             stale.unlink(missing_ok=True)
     size_mb = target.stat().st_size / 1e6

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from xml.sax.saxutils import escape
 
+from core.environment import temporary_environment
 from core.jars import METASTORE_JDBC, spark_bundles
 from core.postgres import metastore_credentials
 from core.settings import Settings
@@ -274,8 +275,6 @@ def build_spark(
         builder = builder.config(key, value)
     if java_options:
         builder = builder.config("spark.driver.extraJavaOptions", java_options)
-    # PySpark launches the driver JVM with this process's environment.
-    os.environ.update(driver_launch_environment(settings, os.environ))
     if _is_local(settings.lake_uri) and _is_local(settings.checkpoint_dir("", "")):
         # On a local disk, the default FileContext-based manager renames through
         # Hadoop's RawLocalFileSystem, which (without Hadoop's native library)
@@ -288,7 +287,10 @@ def build_spark(
             "org.apache.spark.sql.execution.streaming.checkpointing."
             "FileSystemBasedCheckpointFileManager",
         )
-    spark = builder.getOrCreate()
+    # PySpark launches the driver JVM with this process's environment; set for the launch
+    # only, so that a process started later (another stack's) never inherits these entries.
+    with temporary_environment(driver_launch_environment(settings, os.environ)):
+        spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -26,20 +26,23 @@ def _file(path: Path, text: str) -> Path:
 def test_the_key_changes_with_the_jdk_pyspark_and_the_jars(tmp_path: Path) -> None:
     java = _file(tmp_path / "java", "jvm")
     jar = _file(tmp_path / "delta.jar", "classes")
-    key = class_archive.archive_key(java, "4.1.1", [jar])
-    assert key == class_archive.archive_key(java, "4.1.1", [jar])
-    assert key != class_archive.archive_key(java, "4.1.2", [jar])
-    assert key != class_archive.archive_key(java, "4.1.1", [])
+    venv = tmp_path / "venv" / "pyspark"
+    key = class_archive.archive_key(java, venv, "4.1.1", [jar])
+    assert key == class_archive.archive_key(java, venv, "4.1.1", [jar])
+    assert key != class_archive.archive_key(java, venv, "4.1.2", [jar])
+    assert key != class_archive.archive_key(java, venv, "4.1.1", [])
+    # Another checkout's pyspark: its jars have other paths on the class path.
+    assert key != class_archive.archive_key(java, tmp_path / "other" / "pyspark", "4.1.1", [jar])
     jar.write_text("other classes")  # a jar rebuilt in place
-    assert key != class_archive.archive_key(java, "4.1.1", [jar])
-    key = class_archive.archive_key(java, "4.1.1", [jar])
+    assert key != class_archive.archive_key(java, venv, "4.1.1", [jar])
+    key = class_archive.archive_key(java, venv, "4.1.1", [jar])
     os.utime(java, ns=(0, 0))  # the JDK upgraded in place
-    assert key != class_archive.archive_key(java, "4.1.1", [jar])
+    assert key != class_archive.archive_key(java, venv, "4.1.1", [jar])
 
 
 def _archive_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """The archive's path moved to ``tmp_path`` (the real one is in the shared jar cache)."""
-    archive = tmp_path / "class-archives" / "spark-driver-0.jsa"
+    archive = tmp_path / "class-archives" / "spark-driver-venv1-0.jsa"
     monkeypatch.setattr(class_archive, "archive_path", lambda _settings: archive)
     return archive
 
@@ -77,6 +80,7 @@ def test_drivers_map_the_archive_only_when_it_is_on_and_built(
 #: on its class path), which logs where each class came from.
 _DRIVER = textwrap.dedent(
     """
+    import os
     import sys
     from pathlib import Path
     from core.settings import Settings
@@ -89,6 +93,9 @@ _DRIVER = textwrap.dedent(
         extra_config={"spark.driver.extraJavaOptions": f"-Xlog:class+load=info:file={log}"},
     )
     spark.range(10).selectExpr("sum(id)").collect()
+    # Set for the JVM's launch only: a process started later (another stack's) must not
+    # inherit this stack's catalog entries.
+    assert "SPARK_DIST_CLASSPATH" not in os.environ, os.environ["SPARK_DIST_CLASSPATH"]
     spark.stop()
     """
 )
@@ -173,8 +180,9 @@ def test_a_built_archive_replaces_the_stale_ones_and_is_kept(
 ) -> None:
     archive = _archive_in(tmp_path, monkeypatch)
     archive.parent.mkdir(parents=True)
-    stale = _file(archive.parent / "spark-driver-1.jsa", "old jdk")
-    building = _file(archive.parent / "spark-driver-2.77.partial", "another install")
+    stale = _file(archive.parent / "spark-driver-venv1-1.jsa", "old jdk")
+    building = _file(archive.parent / "spark-driver-venv1-2.77.partial", "another build")
+    other_checkout = _file(archive.parent / "spark-driver-venv2-1.jsa", "another pyspark")
     runs: list[list[str]] = []
 
     def job(command: list[str], **_kwargs: object) -> int:
@@ -188,6 +196,7 @@ def test_a_built_archive_replaces_the_stale_ones_and_is_kept(
     assert class_archive.ensure(settings, said.append) == archive
     assert class_archive.ensure(settings, said.append) == archive  # twice: built once
     assert len(runs) == 1 and runs[0][1:3] == ["-m", "spark_jobs.class_archive"]
-    assert archive.read_bytes() == b"classes" and not stale.exists() and building.exists()
+    assert archive.read_bytes() == b"classes" and not stale.exists()
+    assert building.exists() and other_checkout.exists()
     assert said[0].startswith("Spark class archive: built in ")
     assert said[1] == f"Spark class archive: ready ({archive.name})"
