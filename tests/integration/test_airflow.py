@@ -58,7 +58,7 @@ DAILY_TASKS = {
 WRITING_TASKS = ("build_marts", "compact")
 RERUN_TASKS = DAILY_TASKS - {"wait_for_bronze", "validate_bronze", "validate_silver"}
 #: Reruns after the first run: one rerun of the day proves it changes nothing (a second one
-#: proved the same again for 90 s of CI).
+#: proved the same again, for about 60 s of CI).
 RERUNS = 1
 #: A run takes minutes on a quiet machine; far more when other test sessions share the cores.
 RUN_TIMEOUT_S = 1800
@@ -425,8 +425,8 @@ def test_the_freshness_and_replay_dags_run_on_the_stack(
         for dag_id in dag_ids:
             api.wait_for_dag(dag_id)
             api.set_paused(dag_id, False)
-        # Unpaused, the hourly DAG gets its latest hour's run (catchup off). A manual run
-        # beside it waited for that one (one active run), for 20 s of CI.
+        # Unpaused, the hourly DAG gets its latest hour's run (catchup off): that is the run
+        # under test. A manual run beside it queued behind that one (one active run at a time).
         runs["lakehouse_freshness"] = _scheduled_run(api, "lakehouse_freshness")
         runs["lakehouse_replay"] = api.trigger(
             "lakehouse_replay", {"source": "bronze", "closed_before": closed_before.isoformat()}
