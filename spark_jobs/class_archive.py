@@ -4,8 +4,9 @@ A driver JVM spends its first seconds loading and verifying some 20,000
 classes (Spark, Delta, Scala, Hive, Netty). Java's class data sharing lets a
 JVM map them, already parsed and verified, from an archive that an earlier
 JVM wrote at exit (``-XX:ArchiveClassesAtExit``, JDK 13+). Measured on two
-cores, three pairs side by side: a session and its first Delta read took 11.0
-against 14.4 s (``python -m spark_jobs.startup_probe``, README).
+cores, three pairs side by side: a session, its first Delta read and first SQL on
+a path took 12.5-12.8 against 15.2-16.2 s (``python -m spark_jobs.startup_probe``,
+with and without ``STREAMHOUSE_SPARK__CLASS_ARCHIVE=false``; spark_jobs/README.md).
 
 ``streamhouse jars`` (so ``make install``) builds the archive once per JDK,
 pyspark and connector jar set, by running a short representative job
