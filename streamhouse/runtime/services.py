@@ -10,6 +10,7 @@ run from this virtualenv.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import sys
@@ -325,6 +326,15 @@ def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
     }
 
 
+def with_evaluation_interval(config: str, seconds: int) -> str:
+    """``prometheus.yml`` with its global ``evaluation_interval`` set to ``seconds`` (the
+    line rewritten in place, so the file's comments stay)."""
+    pattern = re.compile(r"^(\s+evaluation_interval:\s*)\S+", re.MULTILINE)
+    if len(pattern.findall(config)) != 1:
+        raise ValueError("prometheus.yml must set evaluation_interval exactly once")
+    return pattern.sub(lambda m: f"{m.group(1)}{seconds}s", config)
+
+
 def console_links(settings: Settings) -> dict[str, str]:
     """Where the console pages' overview links to: the other monitoring services."""
     rt = settings.runtime
@@ -359,6 +369,10 @@ def _prometheus(settings: Settings) -> ServiceSpec:
         shutil.rmtree(config_dir, ignore_errors=True)
         shutil.copytree(
             MONITORING_DIR / "prometheus", config_dir, ignore=shutil.ignore_patterns("tests")
+        )
+        config = config_dir / "prometheus.yml"
+        config.write_text(
+            with_evaluation_interval(config.read_text(), settings.monitoring.evaluation_interval_s)
         )
         targets = config_dir / "targets"
         targets.mkdir(exist_ok=True)

@@ -14,6 +14,7 @@ import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
+from core.settings import SparkSettings
 from lake.delta_log import added_files, commit_versions, file_location, newest_value
 from lake.maintenance import CompactionTarget, optimize, retention_hours, vacuum
 from lake.time_travel import USER_METADATA_CONF, commit_marker, prove_unchanged
@@ -180,3 +181,26 @@ def test_the_proof_sees_a_job_s_commits_only_and_catches_a_changed_row(
         assert changed.differences[-1][1:] == (1, 1)
     finally:
         spark.conf.unset(USER_METADATA_CONF)
+
+
+def test_a_full_vacuum_lists_with_the_settings_parallelism(spark: SparkSession, table: str) -> None:
+    """Delta's full VACUUM lists the table's folders in a job of
+    ``spark.sql.sources.parallelPartitionDiscovery.parallelism`` tasks: Spark's default of
+    10,000 made it take 20 s for a table of four folders on two cores."""
+    context = spark.sparkContext
+    context.setJobGroup("full-vacuum", "the listing's tasks")
+    try:
+        vacuum(spark, "t", table, 168, "full")
+    finally:
+        context.setJobGroup("", "")
+    tracker = context.statusTracker()
+    stages = [
+        stage
+        for job in tracker.getJobIdsForGroup("full-vacuum")
+        if (info := tracker.getJobInfo(job)) is not None
+        for stage_id in info.stageIds
+        if (stage := tracker.getStageInfo(stage_id)) is not None
+    ]
+    assert stages, "the VACUUM ran no Spark job"
+    limit = SparkSettings().file_listing_parallelism
+    assert max(stage.numTasks for stage in stages) <= limit, [s.numTasks for s in stages]

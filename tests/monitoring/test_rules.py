@@ -162,11 +162,18 @@ def test_embedded_prometheus_configuration_passes_promtool(tmp_path: Path) -> No
     from streamhouse.runtime.process import ServicePaths
     from streamhouse.runtime.services import build_services
 
-    settings = Settings(state_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    settings = Settings(
+        state_dir=tmp_path,
+        monitoring={"evaluation_interval_s": 5},
+        _env_file=None,  # type: ignore[call-arg]
+    )
     paths = ServicePaths(tmp_path / "prometheus")
     paths.ensure()
     command = build_services(settings)["prometheus"].prepare(paths)
     config = next(arg.split("=", 1)[1] for arg in command if arg.startswith("--config.file="))
+    # The settings' evaluation interval, the repo's comments kept.
+    written = Path(config).read_text()
+    assert "  evaluation_interval: 5s\n" in written and "# Prometheus configuration" in written
     result = subprocess.run(
         [_promtool(), "check", "config", config], check=False, capture_output=True, text=True
     )
@@ -181,3 +188,14 @@ def test_embedded_prometheus_configuration_passes_promtool(tmp_path: Path) -> No
         "latency.html",
         "throughput.html",
     ]
+
+
+def test_the_evaluation_interval_is_rewritten_once_or_refused() -> None:
+    from streamhouse.runtime.services import with_evaluation_interval
+
+    config = "global:\n  scrape_interval: 5s\n  evaluation_interval: 15s # rules\n"
+    assert with_evaluation_interval(config, 7) == (
+        "global:\n  scrape_interval: 5s\n  evaluation_interval: 7s # rules\n"
+    )
+    with pytest.raises(ValueError, match="exactly once"):
+        with_evaluation_interval("global:\n  scrape_interval: 5s\n", 7)
