@@ -41,7 +41,7 @@ TEST_BACKGROUND_TRIGGERS = {
 #: Modules that run first, in this order; the others follow in file order. The marts
 #: scenario reads the lake the stack's stream filled for the Airflow module: right after it,
 #: the stream is warm and the lake full (after the dashboards and alerting modules, which
-#: restart the stream's drivers, its setup took 90-110 s instead of about 30).
+#: restart the stream's drivers, its first step, the lake filled, took 90-110 s, not 35).
 FIRST_MODULES = ("test_airflow", "test_marts")
 
 
