@@ -213,6 +213,10 @@ def spark_log_file(settings: Settings, app_name: str) -> Path:
     return settings.state_dir / "logs" / f"{app_name}.log"
 
 
+#: How many tasks list a table's files (Delta's full VACUUM lists with exactly this many).
+FILE_LISTING_PARALLELISM = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
+
+
 def build_spark(
     settings: Settings,
     app_name: str,
@@ -268,10 +272,7 @@ def build_spark(
         )
         # Delta's full VACUUM lists the table's folders with this many tasks (Spark's
         # default: 10,000), however few the folders: 20 s for four on two cores.
-        .config(
-            "spark.sql.sources.parallelPartitionDiscovery.parallelism",
-            str(spark_cfg.file_listing_parallelism),
-        )
+        .config(FILE_LISTING_PARALLELISM, str(spark_cfg.file_listing_parallelism))
     )
     extra = dict(extra_config or {})
     java_options = driver_java_options(

@@ -19,11 +19,10 @@ import tempfile
 import time
 
 from core.settings import Settings
-from spark_jobs.session import build_spark
+from spark_jobs.session import FILE_LISTING_PARALLELISM, build_spark
 
 #: Spark's own default of the listing parallelism.
 SPARK_DEFAULT = 10_000
-LISTING = "spark.sql.sources.parallelPartitionDiscovery.parallelism"
 
 
 def main() -> None:
@@ -43,7 +42,7 @@ def main() -> None:
             rows.write.format("delta").mode("append").partitionBy("day").save(folder)
 
         def full_vacuum(parallelism: int) -> float:
-            spark.conf.set(LISTING, str(parallelism))
+            spark.conf.set(FILE_LISTING_PARALLELISM, str(parallelism))
             began = time.monotonic()
             spark.sql(f"VACUUM delta.`{folder}`").collect()
             return time.monotonic() - began
