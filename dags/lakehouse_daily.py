@@ -10,8 +10,9 @@ with the param `day`):
    day's rows (schema, keys, ranges, no future event time; one row per quake,
    known statuses). A failed expectation fails the task at once and alerts.
 3. **build_marts**: `dbt build` of the interval (MERGE on the marts' keys,
-   with the lookback), seeds only when their CSV changed; then `dbt docs
-   generate` in the same Spark session.
+   with the lookback and the older event dates whose versions arrived that
+   day, read from bronze's ingest_date partition), seeds only when their CSV
+   changed; then `dbt docs generate` in the same Spark session.
 4. **compact** and **validate_marts**, side by side:
    - compact: OPTIMIZE of bronze's partitions holding the day, of silver
      and of the marts' interval (ZORDER where queries filter), then VACUUM

@@ -1,10 +1,11 @@
 """The marts' commands as steps: build an interval, run the models, each on one SparkSession.
 
-``build`` loads the seeds whose CSV changed (``marts.seeds``), leaves out the
-marts built from seeds alone whose inputs did not change (``marts.static``) and
-runs ``dbt build`` over the interval. On a fresh catalog the unit tests wait until the
-models exist (a unit test of an incremental model reads the columns of the
-existing table) and run right after them, in the same command.
+``build`` adds to an incremental run's interval the event dates beyond its lookback
+that received versions in it (``marts.arrivals``), loads the seeds whose CSV changed
+(``marts.seeds``), leaves out the marts built from seeds alone whose inputs did not
+change (``marts.static``) and runs ``dbt build`` over the interval. On a fresh catalog
+the unit tests wait until the models exist (a unit test of an incremental model reads
+the columns of the existing table) and run right after them, in the same command.
 The CLI (``streamhouse marts``), the demo and the benchmark call these.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
+from marts.arrivals import with_revised_ranges
 from marts.runner import DbtRun, Progress, require_success, run_dbt
 from marts.seeds import mark_loaded, seed_checksums, stale_seeds
 from marts.static import fingerprints, mark_built, unchanged_static
@@ -116,6 +118,16 @@ def build(
     first = not marts_exist(spark, settings)
     if first and on_step is not None:
         on_step("step", "first build: the unit tests run once the marts exist")
+    if not full_refresh:
+        looked = time.monotonic()
+        window = with_revised_ranges(spark, settings, window)
+        if on_step is not None:
+            ranges = ", ".join(f"[{a}, {b})" for a, b in window["revised_ranges"])
+            on_step(
+                "step",
+                "event dates beyond the lookback with versions arriving in the interval: "
+                f"{ranges or 'none'} (looked up in {time.monotonic() - looked:.1f} s)",
+            )
     checksums = seed_checksums(settings.marts.project_dir)
     stale = list(checksums) if full_refresh else stale_seeds(spark, settings, checksums)
     prints = fingerprints(settings.marts.project_dir, window)

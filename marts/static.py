@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 #: Table property holding the fingerprint a static mart was last built from.
 STATIC_FINGERPRINT_PROPERTY = "streamhouse.inputs_sha256"
 #: The vars that only say which interval a run covers: a static mart never reads them.
-INTERVAL_VARS = frozenset({"start_date", "end_date", "lookback_days", "zorder"})
+INTERVAL_VARS = frozenset({"start_date", "end_date", "lookback_days", "revised_ranges", "zorder"})
 
 _REF = re.compile(r"""\bref\(\s*['"](\w+)['"]\s*\)""")
 _SOURCE = re.compile(r"\bsource\(")

@@ -4,6 +4,12 @@
     and the `lookback_days` days before it. The lookback start is where a run re-merges from, so
     that a revision arriving days late updates its row.
 
+    A run also re-merges the event dates in the var `revised_ranges`: the
+    [first, last) date ranges outside that lookback which received versions
+    arriving in the run's interval (found by `marts/arrivals.py` in bronze's
+    ingest_date partitions). USGS revises some events weeks later; without
+    them such a revision would wait for the next full refresh.
+
     Every bound is rendered as a literal (a date, a timestamp or epoch
     milliseconds), computed here once per run: Delta prunes partitions and
     skips files by their min/max statistics only for a literal compared with a
@@ -40,19 +46,29 @@
     date'{{ _lookback_date() }}'
 {%- endmacro %}
 
-{#- The rows of an incremental run: a date column in [lookback start, end). -#}
+{#- The rows of an incremental run: a date column in [lookback start, end) or in a
+    revised range. Parenthesised: callers AND it with other conditions. -#}
 {% macro in_interval(date_column) -%}
-    {{ date_column }} >= {{ lookback_start() }} and {{ date_column }} < {{ interval_end() }}
+    ({{ date_column }} >= {{ lookback_start() }} and {{ date_column }} < {{ interval_end() }}
+    {%- for first, last in var('revised_ranges') %}
+        or {{ date_column }} >= date'{{ first }}' and {{ date_column }} < date'{{ last }}'
+    {%- endfor %})
 {%- endmacro %}
 
-{#- The same interval on a UTC timestamp column. -#}
+{#- The interval and its lookback on a UTC timestamp column: the window tables, which
+    a late record never changes (the window queries leave late records out), so
+    the revised ranges do not apply. -#}
 {% macro in_interval_timestamp(timestamp_column) -%}
     {{ timestamp_column }} >= timestamp'{{ _lookback_date() }} 00:00:00'
     and {{ timestamp_column }} < timestamp'{{ _interval_date("end_date") }} 00:00:00'
 {%- endmacro %}
 
-{#- The same interval on epoch milliseconds (the lake's event_time_ms). -#}
+{#- The same rows as in_interval, on epoch milliseconds (the lake's event_time_ms). -#}
 {% macro in_interval_ms(ms_column) -%}
-    {{ ms_column }} >= {{ _epoch_ms(_lookback_date()) }}
+    ({{ ms_column }} >= {{ _epoch_ms(_lookback_date()) }}
     and {{ ms_column }} < {{ _epoch_ms(_interval_date("end_date")) }}
+    {%- for first, last in var('revised_ranges') %}
+        or {{ ms_column }} >= {{ _epoch_ms(modules.datetime.date.fromisoformat(first)) }}
+        and {{ ms_column }} < {{ _epoch_ms(modules.datetime.date.fromisoformat(last)) }}
+    {%- endfor %})
 {%- endmacro %}

@@ -5,10 +5,7 @@
         incremental_strategy='merge',
         unique_key=['quake_id', 'updated_ms'],
         partition_by=['event_date'],
-        incremental_predicates=[
-            "DBT_INTERNAL_DEST.event_date >= " ~ lookback_start(),
-            "DBT_INTERNAL_DEST.event_date < " ~ interval_end(),
-        ],
+        incremental_predicates=[in_interval('DBT_INTERNAL_DEST.event_date')],
         post_hook=["{{ optimize_zorder('event_date', ['quake_id']) }}"],
     )
 }}

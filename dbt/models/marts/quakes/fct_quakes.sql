@@ -7,10 +7,7 @@
         incremental_strategy='merge_delete',
         unique_key='quake_id',
         partition_by=['event_date'],
-        incremental_predicates=[
-            "DBT_INTERNAL_DEST.event_date >= " ~ lookback_start(),
-            "DBT_INTERNAL_DEST.event_date < " ~ interval_end(),
-        ],
+        incremental_predicates=[in_interval('DBT_INTERNAL_DEST.event_date')],
         post_hook=["{{ optimize_zorder('event_date', ['network_code', 'fe_region_number']) }}"],
     )
 }}
