@@ -10,12 +10,12 @@ the lookback. Without more, it would reach the marts only at the next full refre
 ``with_revised_ranges`` reads the distinct event dates of bronze's rows ingested in
 ``[start, end)`` (a scan of those partitions only) and the dates ``fct_quakes`` holds
 those quakes on (a revision can move a quake across midnight; two columns of a table of
-one row per quake), keeps those outside the lookback and
-passes them to dbt as ``revised_ranges``: date ranges ``[first, last)``, consecutive days
-joined, that ``macros/interval.sql`` adds to the run's filters and MERGE predicates. For a
-run over past days (a backfill, the benchmark) they are the days whose versions arrived
-then; a replay that ingests years of history in one day gives many ranges, so past
-``MAX_RANGES`` they are joined into one range (reading more, never less).
+one row per quake). It keeps those outside the lookback and passes them to dbt as
+``revised_ranges``: date ranges ``[first, last)``, consecutive days joined, that
+``macros/interval.sql`` adds to the run's filters and MERGE predicates. For a run over
+past days (a backfill) they are the dates whose versions arrived on those days. A replay
+that ingests years of history in one day gives many ranges, so past ``MAX_RANGES`` they
+are joined into one range (reading more, never less).
 """
 
 from __future__ import annotations
