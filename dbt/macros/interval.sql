@@ -46,12 +46,23 @@
     date'{{ _lookback_date() }}'
 {%- endmacro %}
 
-{#- The rows of an incremental run: a date column in [lookback start, end) or in a
-    revised range. Parenthesised: callers AND it with other conditions. -#}
+{#- The event-date ranges [first, last) of an incremental run: [lookback start, end),
+    then the revised ranges. -#}
+{% macro _run_ranges() -%}
+    {%- set ranges = [(_lookback_date(), _interval_date('end_date'))] -%}
+    {%- for first, last in var('revised_ranges') -%}
+        {%- set bounds = (modules.datetime.date.fromisoformat(first), modules.datetime.date.fromisoformat(last)) -%}
+        {%- do ranges.append(bounds) -%}
+    {%- endfor -%}
+    {{ return(ranges) }}
+{%- endmacro %}
+
+{#- The rows of an incremental run: a date column in one of its ranges.
+    Parenthesised: callers AND it with other conditions. -#}
 {% macro in_interval(date_column) -%}
-    ({{ date_column }} >= {{ lookback_start() }} and {{ date_column }} < {{ interval_end() }}
-    {%- for first, last in var('revised_ranges') %}
-        or {{ date_column }} >= date'{{ first }}' and {{ date_column }} < date'{{ last }}'
+    (
+    {%- for first, last in _run_ranges() %}
+        {{ 'or ' if not loop.first }}{{ date_column }} >= date'{{ first }}' and {{ date_column }} < date'{{ last }}'
     {%- endfor %})
 {%- endmacro %}
 
@@ -65,10 +76,8 @@
 
 {#- The same rows as in_interval, on epoch milliseconds (the lake's event_time_ms). -#}
 {% macro in_interval_ms(ms_column) -%}
-    ({{ ms_column }} >= {{ _epoch_ms(_lookback_date()) }}
-    and {{ ms_column }} < {{ _epoch_ms(_interval_date("end_date")) }}
-    {%- for first, last in var('revised_ranges') %}
-        or {{ ms_column }} >= {{ _epoch_ms(modules.datetime.date.fromisoformat(first)) }}
-        and {{ ms_column }} < {{ _epoch_ms(modules.datetime.date.fromisoformat(last)) }}
+    (
+    {%- for first, last in _run_ranges() %}
+        {{ 'or ' if not loop.first }}{{ ms_column }} >= {{ _epoch_ms(first) }} and {{ ms_column }} < {{ _epoch_ms(last) }}
     {%- endfor %})
 {%- endmacro %}
