@@ -545,3 +545,10 @@ def test_a_revision_weeks_late_lands_by_the_run_of_its_arrival_day(
     history = revisions.where(F.col("quake_id") == revised.quake_id).orderBy("updated_ms")
     last = history.collect()[-1]
     assert (last.updated_ms, last.revision_number) == (revised.updated_ms, history.count())
+
+    # The same run again, its revised ranges included: every MERGE empty, no version.
+    again = _cli(settings, "marts", "verify-idempotent", "--start", arrival.ingest_date.isoformat())
+    assert again.returncode == 0, _output(again)
+    assert "the rebuild committed no version (every MERGE was empty)" in " ".join(
+        again.stdout.split()
+    ), _output(again)
