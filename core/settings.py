@@ -14,6 +14,7 @@ import json
 from datetime import date
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,6 +149,22 @@ class RegistrySettings(BaseModel):
         None, description="PEM file of the CA that signed the registry's certificate (https)."
     )
     timeout_s: float = Field(10.0, gt=0, description="Timeout of one registry request.")
+    ready_path: str = Field(
+        "/health/ready",
+        description=(
+            "Path, on the registry's host, of a check that answers 200 only once the registry "
+            "has loaded every schema (Apicurio: /health/ready; its API answers earlier, from a "
+            "partly replayed journal). Records are quarantined for an unknown schema only while "
+            "it passes. Empty: no such check (a registry that serves only complete answers)."
+        ),
+    )
+
+    def ready_url(self) -> str | None:
+        """The readiness check's URL (``url``'s scheme and host plus ``ready_path``), if any."""
+        if not self.ready_path:
+            return None
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, parts.netloc, self.ready_path, "", ""))
 
     def client_config(self) -> dict[str, str | int]:
         """Configuration of confluent-kafka's ``SchemaRegistryClient`` (auth and CA included)."""

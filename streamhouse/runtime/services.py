@@ -284,7 +284,10 @@ def _registry(settings: Settings) -> ServiceSpec:
         ]
 
     def ready() -> bool:
-        return _http_ok(f"{base}/apis/ccompat/v7/subjects")
+        # Apicurio serves its API while KafkaSQL still replays the journal topic, and
+        # answers from that partial store ("no such subject" for one that exists); its
+        # readiness check passes only once the replay is done.
+        return _http_ok(f"{base}/health/ready") and _http_ok(f"{base}/apis/ccompat/v7/subjects")
 
     def after_ready() -> None:
         response = httpx.put(
