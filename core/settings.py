@@ -154,8 +154,9 @@ class RegistrySettings(BaseModel):
         description=(
             "Path, on the registry's host, of a check that answers 200 only once the registry "
             "has loaded every schema (Apicurio: /health/ready; its API answers earlier, from a "
-            "partly replayed journal). Records are quarantined for an unknown schema only while "
-            "it passes. Empty: no such check (a registry that serves only complete answers)."
+            "partly replayed journal). The ingest decodes a batch, and quarantines a record for "
+            "its schema, only while it passes. Empty, or a path the registry does not serve "
+            "(404): no such check, the registry's answers are taken as complete."
         ),
     )
 

@@ -43,9 +43,15 @@ class RegistryNotReadyError(RuntimeError):
     """The registry answers but has not loaded every schema yet: its answers may be partial."""
 
 
-def readiness_check(registry: RegistrySettings) -> Callable[[], None] | None:
+def readiness_check(
+    registry: RegistrySettings, transport: httpx.BaseTransport | None = None
+) -> Callable[[], None] | None:
     """A call that raises ``RegistryNotReadyError`` unless the registry's readiness check
-    answers 200; None when the settings name no such check."""
+    answers 200; None when the settings name no such check.
+
+    A registry without that path (404: a Confluent registry at Apicurio's default
+    path) is taken as one that serves only complete answers, with one warning.
+    """
     url = registry.ready_url()
     if url is None:
         return None
@@ -57,11 +63,21 @@ def readiness_check(registry: RegistrySettings) -> Callable[[], None] | None:
         verify = ssl.create_default_context(cafile=str(registry.ssl_ca_location))
 
     # One connection kept open: a new one per batch cost 50 ms here, a kept one 2 ms.
-    client = httpx.Client(auth=auth, verify=verify, timeout=registry.timeout_s)
+    client = httpx.Client(auth=auth, verify=verify, timeout=registry.timeout_s, transport=transport)
+    missing: list[bool] = []
 
     def check() -> None:
+        if missing:
+            return
         status = client.get(url).status_code
-        if status != 200:
+        if status == 404:
+            missing.append(True)
+            log.warning(
+                "the schema registry has no readiness check at %s: its answers are taken as "
+                "complete; set registry.ready_path to its check, or empty to silence this",
+                url,
+            )
+        elif status != 200:
             raise RegistryNotReadyError(f"its readiness check {url} answered {status}")
 
     return check

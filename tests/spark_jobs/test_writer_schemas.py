@@ -13,11 +13,17 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import httpx
 import pytest
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 
 from core.settings import RegistrySettings
-from spark_jobs.schemas import RegistryNotReadyError, RegistryUnavailableError, WriterSchemas
+from spark_jobs.schemas import (
+    RegistryNotReadyError,
+    RegistryUnavailableError,
+    WriterSchemas,
+    readiness_check,
+)
 
 SUBJECT = "usgs.quake_changes-value"
 NOT_READY = r"did not answer the readiness check \(every schema loaded\)"
@@ -102,6 +108,29 @@ def test_a_ready_registry_s_answers_quarantine_with_their_reason() -> None:
         7: f"schema id 7 is not a version of {SUBJECT} (another subject's schema)",
         99: "unknown schema id 99: the registry has no such id",
     }
+
+
+def test_the_readiness_check_fails_until_it_answers_200_and_a_missing_one_passes() -> None:
+    answers = iter([503, 200])
+    loading = readiness_check(
+        RegistrySettings(), httpx.MockTransport(lambda _: httpx.Response(next(answers)))
+    )
+    assert loading is not None
+    with pytest.raises(RegistryNotReadyError, match="answered 503"):
+        loading()
+    loading()
+    # A Confluent registry has no /health/ready: asked once, then its answers are trusted.
+    calls: list[str] = []
+
+    def not_found(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        return httpx.Response(404)
+
+    missing = readiness_check(RegistrySettings(), httpx.MockTransport(not_found))
+    assert missing is not None
+    missing()
+    missing()
+    assert calls == ["http://127.0.0.1:8081/health/ready"]
 
 
 def test_the_readiness_url_is_on_the_registry_s_host() -> None:
