@@ -167,13 +167,18 @@ class RegistrySettings(BaseModel):
         parts = urlsplit(self.url)
         return urlunsplit((parts.scheme, parts.netloc, self.ready_path, "", ""))
 
+    def basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) for HTTP basic auth, when both are set."""
+        if self.basic_auth_username is None or self.basic_auth_password is None:
+            return None
+        return self.basic_auth_username, self.basic_auth_password.get_secret_value()
+
     def client_config(self) -> dict[str, str | int]:
         """Configuration of confluent-kafka's ``SchemaRegistryClient`` (auth and CA included)."""
         config: dict[str, str | int] = {"url": self.url, "timeout": max(1, round(self.timeout_s))}
-        if self.basic_auth_username is not None and self.basic_auth_password is not None:
-            config["basic.auth.user.info"] = (
-                f"{self.basic_auth_username}:{self.basic_auth_password.get_secret_value()}"
-            )
+        auth = self.basic_auth()
+        if auth is not None:
+            config["basic.auth.user.info"] = ":".join(auth)
         if self.ssl_ca_location is not None:
             config["ssl.ca.location"] = str(self.ssl_ca_location)
         return config
