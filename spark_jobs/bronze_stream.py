@@ -93,11 +93,13 @@ class ChangeDecoder:
     """Kafka records -> classified rows -> bronze rows and quarantine rows.
 
     Shared by the live ingest and the replay from Kafka, so both decode,
-    judge lateness and quarantine by the same rules.
+    judge lateness and quarantine by the same rules. ``schemas``: the writer
+    schemas' source (default: the settings' registry; tests pass one whose
+    readiness check they turn off at a chosen call).
     """
 
-    def __init__(self, settings: Settings) -> None:
-        self._schemas = WriterSchemas(settings.registry, settings.spark.registry_retry_s)
+    def __init__(self, settings: Settings, schemas: WriterSchemas | None = None) -> None:
+        self._schemas = schemas or WriterSchemas(settings.registry, settings.spark.registry_retry_s)
         self._subject = value_subject(settings.kafka.changes_topic)
         self._reader_schema = reader_schema()
         self._lateness_ms = transforms.duration_ms(settings.spark.watermark_delay)
@@ -150,12 +152,14 @@ class ChangeDecoder:
 
 
 class ChangeBatchWriter:
-    """The ``foreachBatch`` function of the ingest query."""
+    """The ``foreachBatch`` function of the ingest query (``decoder``: default, the settings')."""
 
-    def __init__(self, settings: Settings, checkpoint: str) -> None:
+    def __init__(
+        self, settings: Settings, checkpoint: str, decoder: ChangeDecoder | None = None
+    ) -> None:
         self._lake_root = settings.lake_uri
         self._checkpoint = checkpoint
-        self._decoder = ChangeDecoder(settings)
+        self._decoder = decoder or ChangeDecoder(settings)
         self._observe_timeout_s = settings.spark.observe_timeout_s
         self._app_id: str | None = None
 

@@ -8,6 +8,8 @@ registry, Spark + Delta).
   it, the writer sees that and goes on (before, it waited forever for figures
   of a write that never ran).
 - The ingest writer itself run twice with one batch id changes nothing and returns.
+- The registry turns unready between bronze's commit and the quarantine's question
+  (forced at that call): the re-run skips bronze and still quarantines every record.
 Counts come from an independent reader (a plain Kafka consumer) and from bronze.
 """
 
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
@@ -31,8 +34,14 @@ from lake.tables import BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES
 from monitoring.stream_metrics import BATCHES_SKIPPED
 from producers.loadgen.runner import register_schema
 from spark_jobs import replay
-from spark_jobs.bronze_stream import QUERY_NAME, ChangeBatchWriter
+from spark_jobs.bronze_stream import QUERY_NAME, ChangeBatchWriter, ChangeDecoder, ensure_bronze
 from spark_jobs.delta_io import table_version
+from spark_jobs.schemas import (
+    RegistryNotReadyError,
+    RegistryUnavailableError,
+    WriterSchemas,
+    readiness_check,
+)
 
 from .streaming_helpers import (
     bronze_count,
@@ -93,6 +102,13 @@ def test_checkpoint_reset_and_a_crash_before_the_checkpoint_commit(
     assert set(positions) == in_kafka
 
 
+def _new_checkpoint(path: Path) -> str:
+    """A new checkpoint directory with its query id, as the query writes it first."""
+    path.mkdir()
+    (path / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}) + "\n")
+    return str(path)
+
+
 def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
     quiet_stack: Settings, spark: SparkSession, tmp_path: Path
 ) -> None:
@@ -110,12 +126,7 @@ def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
         .load()
     )
     assert batch.count() == 301 and schema_id > 0
-    checkpoint = tmp_path / "checkpoint"
-    checkpoint.mkdir()
-    (checkpoint / "metadata").write_text(json.dumps({"id": str(uuid.uuid4())}) + "\n")
-    writer = ChangeBatchWriter(settings, str(checkpoint))
-    from spark_jobs.bronze_stream import ensure_bronze
-
+    writer = ChangeBatchWriter(settings, _new_checkpoint(tmp_path / "checkpoint"))
     ensure_bronze(spark, settings)
     skipped = BATCHES_SKIPPED.labels(QUERY_NAME, "bronze")
     skipped_before = skipped._value.get()
@@ -132,6 +143,83 @@ def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
     assert bronze.select("kafka_partition", "kafka_offset").distinct().count() == 300
     assert quarantine.count() == 1
     assert quarantine.where(F.col("reason").startswith("not in the Confluent")).count() == 1
+
+
+class _ReadinessGate:
+    """The registry's real readiness check, answered "not ready" after ``open_calls`` calls:
+    the crash window is forced at a chosen call, not left to timing."""
+
+    def __init__(self, settings: Settings, open_calls: int) -> None:
+        check = readiness_check(settings.registry)
+        assert check is not None
+        self._check, self.open_calls, self.calls = check, open_calls, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if self.calls > self.open_calls:
+            raise RegistryNotReadyError("turned off by the test")
+        self._check()
+
+
+def test_a_registry_unready_between_bronze_and_quarantine_loses_no_record(
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path
+) -> None:
+    """Bronze commits a batch, then the registry turns unready before the quarantine's
+    question about another subject's schema id: the batch fails.
+
+    The query re-runs the batch with the same id. Delta skips bronze's append, which says
+    nothing of the batch's rejected records: the writer must still ask and quarantine
+    them. Taking "bronze skipped" for "nothing rejected" loses them for good.
+    """
+    settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "unready", registry_retry_s=2.0)
+    topic = settings.kafka.changes_topic
+    run_loadgen(settings, tmp_path / "loadgen.log", 200, "--seed", "8")
+    registry = SchemaRegistryClient({"url": settings.registry.url})
+    other_id = registry.register_schema(
+        f"other-{topic}-value",
+        Schema('{"type":"record","name":"Other","fields":[{"name":"x","type":"long"}]}', "AVRO"),
+    )
+    producer = Producer(settings.kafka.client_config())
+    for _ in range(3):
+        producer.produce(topic, value=b"\x00" + other_id.to_bytes(4, "big") + b"\x02")
+    assert producer.flush(30) == 0
+    batch = (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", topic)
+        .load()
+    )
+    assert batch.count() == 203
+    ensure_bronze(spark, settings)
+    # Open for the versions bronze is decoded with, closed for the question after its commit.
+    gate = _ReadinessGate(settings, open_calls=1)
+    schemas = WriterSchemas(settings.registry, settings.spark.registry_retry_s, ready=gate)
+    writer = ChangeBatchWriter(
+        settings, _new_checkpoint(tmp_path / "checkpoint"), ChangeDecoder(settings, schemas)
+    )
+    bronze_path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
+    quarantine_path = Path(QUARANTINE_QUAKE_CHANGES.path(settings.lake_uri))
+
+    with pytest.raises(RegistryUnavailableError, match="readiness check"):
+        writer(batch, 3)
+    # The window was hit: bronze committed its records, the quarantine got nothing.
+    assert bronze_count(spark, settings) == 200
+    assert not (quarantine_path / "_delta_log").is_dir()
+    version = table_version(spark, bronze_path)
+
+    gate.open_calls = 1_000_000
+    for _ in range(2):  # the re-run, then once more: each record once, in one table
+        writer(batch, 3)
+    assert bronze_count(spark, settings) == 200
+    assert table_version(spark, bronze_path) == version, "bronze was not written again"
+    assert (quarantine_path / "_delta_log").is_dir(), "the re-run quarantined nothing: lost"
+    quarantine = spark.read.format("delta").load(str(quarantine_path))
+    reasons = [r.reason for r in quarantine.collect()]
+    assert (
+        reasons
+        == [f"schema id {other_id} is not a version of {topic}-value (another subject's schema)"]
+        * 3
+    )
 
 
 def test_a_live_kafka_replay_never_rewrites_bronze_nor_writes_a_record_twice(
