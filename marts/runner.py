@@ -23,7 +23,7 @@ from core.errors import UserFacingError
 from core.settings import Settings
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES
 from marts.profiles import dbt_env, dbt_path_flags
-from spark_jobs.catalog import qualified_name, register_lake_tables
+from spark_jobs.catalog import qualified_name, register_lake_tables, require_metastore
 from spark_jobs.session import build_spark
 
 if TYPE_CHECKING:
@@ -93,6 +93,7 @@ def marts_spark(settings: Settings) -> SparkSession:
     missing = local_missing_sources(settings)
     if missing:
         raise _missing_sources_error(settings, missing)
+    require_metastore(settings)
     if settings.marts.target == "connect":
         from spark_jobs.connect import connect_session
 

@@ -55,7 +55,7 @@ class AirflowApi:
                 timeout=self.timeout_s,
                 **kwargs,
             )
-        except httpx.HTTPError as error:
+        except httpx.HTTPError as error:  # the sign-in too: _headers() runs in here
             raise UserFacingError(
                 f"Airflow's API at {self.base_url} did not answer ({type(error).__name__}): "
                 "start it with `streamhouse stack up airflow-api`."
@@ -66,6 +66,10 @@ class AirflowApi:
                 f"{response.text[:300]})."
             )
         return response.json() if response.content else None
+
+    def health(self) -> dict[str, Any]:
+        """Airflow's own health report (``/monitor/health``): each component's status."""
+        return dict(self.request("GET", "/monitor/health"))
 
     def wait_for_dag(self, dag_id: str, timeout_s: float = 180.0) -> dict[str, Any]:
         """The DAG once the dag-processor has parsed it."""

@@ -14,14 +14,16 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from core.errors import UserFacingError
 from core.postgres import metastore_credentials
 from core.settings import Settings
 from lake.tables import TABLES, Table
 from spark_jobs.delta_io import table_exists
 
 if TYPE_CHECKING:
+    import psycopg
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
@@ -32,17 +34,38 @@ log = logging.getLogger(__name__)
 _METASTORE_LOCK = 0x5354_4D48_4D53  # "STMHMS"
 
 
+def _metastore_connection(settings: Settings) -> psycopg.Connection[Any]:
+    """A connection to the metastore's database; its server down is one sentence."""
+    import psycopg
+
+    credentials = metastore_credentials(settings)
+    timeout = settings.postgres.connect_timeout_s
+    try:
+        return psycopg.connect(**credentials.conninfo(timeout), autocommit=True)  # type: ignore[arg-type]
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UserFacingError(
+            f"The catalog's PostgreSQL at {credentials.host}:{credentials.port} did not answer "
+            f"({reason}): start it with `streamhouse stack up postgres`, or point postgres.host "
+            "and postgres.port at a running server."
+        ) from None
+
+
+def require_metastore(settings: Settings) -> None:
+    """Fail at once, in one sentence, when the catalog's database does not answer (before a
+    JVM starts, instead of Hive's "Unable to instantiate" minutes later); a no-op for the
+    in-memory catalog."""
+    if settings.catalog.kind == "hive":
+        _metastore_connection(settings).close()
+
+
 @contextlib.contextmanager
 def metastore_lock(settings: Settings) -> Iterator[None]:
     """Serialise metastore DDL between processes (a no-op for the in-memory catalog)."""
     if settings.catalog.kind != "hive":
         yield
         return
-    import psycopg
-
-    credentials = metastore_credentials(settings)
-    timeout = settings.postgres.connect_timeout_s
-    with psycopg.connect(**credentials.conninfo(timeout), autocommit=True) as connection:  # type: ignore[arg-type]
+    with _metastore_connection(settings) as connection:
         connection.execute("SELECT pg_advisory_lock(%s)", (_METASTORE_LOCK,))
         try:
             yield

@@ -116,6 +116,9 @@ def airflow_run_daily(
 
     def action() -> None:
         settings = load_settings()
+        the_day = _day(day)
+        api = airflow_api(settings)
+        api.health()  # Airflow down is told before a JVM starts for the proof
         spark = None
         if prove:
             from spark_jobs.session import build_spark, spark_log_file
@@ -127,8 +130,8 @@ def airflow_run_daily(
         try:
             run = run_day(
                 settings,
-                airflow_api(settings),
-                _day(day),
+                api,
+                the_day,
                 timeout_s=timeout_s,
                 console=console,
                 spark=spark,

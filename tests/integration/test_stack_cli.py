@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 from typer.testing import CliRunner
 
 from core.settings import Settings, settings_env
@@ -188,7 +189,9 @@ def _no_dotenv(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     assert os.getcwd() == str(tmp_path)
 
 
-def _run_cli(settings: Settings, *args: str, timeout_s: float = 120) -> tuple[int, str]:
+def _run_cli(
+    settings: Settings, *args: str, timeout_s: float = 120, secrets: bool = False
+) -> tuple[int, str]:
     """The real ``streamhouse`` process (a traceback would show in its output)."""
     import subprocess
     import sys
@@ -197,7 +200,7 @@ def _run_cli(settings: Settings, *args: str, timeout_s: float = 120) -> tuple[in
 
     result = subprocess.run(
         [sys.executable, "-m", "streamhouse.cli", *args],
-        env=settings_env(settings),
+        env=settings_env(settings, secrets=secrets),
         cwd=PROJECT_ROOT,
         capture_output=True,
         text=True,
@@ -229,3 +232,47 @@ def test_poll_with_kafka_or_the_registry_down_is_one_sentence(
         assert code == 1, output
         assert "Traceback" not in output, output
         assert "error: The poller cannot publish to Kafka" in output and names in output
+
+
+def test_marts_and_the_daily_run_with_their_services_down_are_one_sentence(
+    tmp_path: Path,
+) -> None:
+    """A stack that was started once, then stopped: the commands that need its PostgreSQL
+    or Airflow say which, before a JVM starts (before: Hive's "Unable to instantiate
+    SessionHiveMetaStoreClient" and an httpx ConnectError, as tracebacks)."""
+    from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES
+    from spark_jobs.session import spark_log_file
+
+    base = make_settings(tmp_path / "state")
+    settings = base.model_copy(
+        update={
+            "lake_root": str(tmp_path / "lake"),
+            "runtime": base.runtime.model_copy(
+                update={
+                    "ports": base.runtime.ports.model_copy(
+                        update={"postgres": free_port(), "airflow_api": free_port()}
+                    )
+                }
+            ),
+            # What the first start generated and left in the state directory.
+            "catalog": base.catalog.model_copy(update={"password": SecretStr("generated")}),
+            "airflow": base.airflow.model_copy(update={"admin_password": SecretStr("generated")}),
+        }
+    )
+    # The stream wrote the marts' sources before the stack stopped.
+    for table in (BRONZE_QUAKE_CHANGES, SILVER_QUAKES, QUAKE_WINDOWS_1M, QUAKE_WINDOWS_1H):
+        (Path(table.path(settings.lake_uri)) / "_delta_log").mkdir(parents=True)
+    host, port = settings.postgres_address
+
+    for command in (["marts", "build", "--start", "2019-02-14"], ["marts", "verify-idempotent"]):
+        code, output = _run_cli(settings, *command, secrets=True)
+        assert code == 1, output
+        assert "Traceback" not in output, output
+        assert f"error: The catalog's PostgreSQL at {host}:{port} did not answer" in output
+        assert "`streamhouse stack up postgres`" in output
+
+    code, output = _run_cli(settings, "airflow", "run-daily", "--date", "2019-02-14", secrets=True)
+    assert code == 1, output
+    assert "Traceback" not in output, output
+    assert f"error: Airflow's API at {settings.airflow_url} did not answer" in output
+    assert not spark_log_file(settings, "streamhouse-proof").exists(), "a JVM started first"

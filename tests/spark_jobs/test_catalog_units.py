@@ -9,18 +9,23 @@ Spark's in-memory catalog here, the same calls as on the metastore.
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
+import pytest
 from pyspark.sql import SparkSession
 
+from core.errors import UserFacingError
 from core.settings import Settings
 from lake.tables import SILVER_QUAKES
 from spark_jobs.catalog import (
     MISSING_LOCATION,
     describe_tables,
     ensure_schemas,
+    metastore_lock,
     register_table,
     registered_location,
+    require_metastore,
 )
 from spark_jobs.delta_io import ensure_table
 
@@ -59,3 +64,23 @@ def test_a_name_whose_files_went_away_is_listed_and_registered_again(
         kept.lake_uri
     ).removeprefix("file:").rstrip("/")
     assert spark.table(name).count() == 0
+
+
+def test_the_catalog_s_database_down_is_one_sentence(tmp_path: Path) -> None:
+    """Nothing listens at the catalog's PostgreSQL: the check before a JVM starts and the
+    lock around metastore DDL both name the server and what to do (before, the lock raised
+    psycopg's OperationalError and the commands printed a traceback)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    settings = Settings(
+        state_dir=tmp_path,
+        catalog={"kind": "hive", "password": "generated"},
+        postgres={"port": port, "connect_timeout_s": 2},
+    )
+    expected = rf"^The catalog's PostgreSQL at 127\.0\.0\.1:{port} did not answer \(.*\): start it"
+    with pytest.raises(UserFacingError, match=expected):
+        require_metastore(settings)
+    with pytest.raises(UserFacingError, match=expected), metastore_lock(settings):
+        pass
+    require_metastore(_lake(tmp_path))  # the in-memory catalog needs no server
