@@ -468,6 +468,7 @@ def catalog_tables(
 
     def action() -> None:
         settings = load_settings()
+        catalog.require_metastore(settings)
         with console.status("reading the catalog"):
             spark = build_spark(settings, "streamhouse-catalog")
             rows = catalog.describe_tables(spark, settings, count=count)
