@@ -52,9 +52,9 @@ def _metastore_connection(settings: Settings) -> psycopg.Connection[Any]:
 
 
 def require_metastore(settings: Settings) -> None:
-    """Fail at once, in one sentence, when the catalog's database does not answer (before a
-    JVM starts, instead of Hive's "Unable to instantiate" minutes later); a no-op for the
-    in-memory catalog."""
+    """Fail at once, in one sentence, when the catalog's database does not answer: before a
+    JVM starts, instead of Hive's "Unable to instantiate" traceback after it (9-47 s here).
+    A no-op for the in-memory catalog."""
     if settings.catalog.kind == "hive":
         _metastore_connection(settings).close()
 
