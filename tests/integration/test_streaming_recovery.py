@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
 from core.errors import UserFacingError
@@ -109,6 +109,16 @@ def _new_checkpoint(path: Path) -> str:
     return str(path)
 
 
+def _topic_as_batch(spark: SparkSession, settings: Settings) -> DataFrame:
+    """The settings' whole topic as one batch DataFrame, as the ingest query hands it over."""
+    return (
+        spark.read.format("kafka")
+        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
+        .option("subscribe", settings.kafka.changes_topic)
+        .load()
+    )
+
+
 def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
     quiet_stack: Settings, spark: SparkSession, tmp_path: Path
 ) -> None:
@@ -119,12 +129,7 @@ def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
     producer = Producer(settings.kafka.client_config())
     producer.produce(topic, value=b"\x13\x37 not avro", partition=0)  # for quarantine
     assert producer.flush(30) == 0
-    batch = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
-        .option("subscribe", topic)
-        .load()
-    )
+    batch = _topic_as_batch(spark, settings)
     assert batch.count() == 301 and schema_id > 0
     writer = ChangeBatchWriter(settings, _new_checkpoint(tmp_path / "checkpoint"))
     ensure_bronze(spark, settings)
@@ -183,12 +188,7 @@ def test_a_registry_unready_between_bronze_and_quarantine_loses_no_record(
     for _ in range(3):
         producer.produce(topic, value=b"\x00" + other_id.to_bytes(4, "big") + b"\x02")
     assert producer.flush(30) == 0
-    batch = (
-        spark.read.format("kafka")
-        .option("kafka.bootstrap.servers", settings.kafka.bootstrap_servers)
-        .option("subscribe", topic)
-        .load()
-    )
+    batch = _topic_as_batch(spark, settings)
     assert batch.count() == 203
     ensure_bronze(spark, settings)
     # Open for the versions bronze is decoded with, closed for the question after its commit.
