@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 
 # Held in PostgreSQL while a process creates metastore objects: DataNucleus
 # creates the metastore's own tables on first use, and two processes doing it
-# at once can both try to create one.
-_METASTORE_LOCK = 0x5354_4D48_4D53  # "STMHMS"
+# at once can both try to create one (see ``open_metastore``).
+METASTORE_LOCK = 0x5354_4D48_4D53  # "STMHMS"
 
 
 def _metastore_connection(settings: Settings) -> psycopg.Connection[Any]:
@@ -66,11 +66,34 @@ def metastore_lock(settings: Settings) -> Iterator[None]:
         yield
         return
     with _metastore_connection(settings) as connection:
-        connection.execute("SELECT pg_advisory_lock(%s)", (_METASTORE_LOCK,))
+        connection.execute("SELECT pg_advisory_lock(%s)", (METASTORE_LOCK,))
         try:
             yield
         finally:
-            connection.execute("SELECT pg_advisory_unlock(%s)", (_METASTORE_LOCK,))
+            connection.execute("SELECT pg_advisory_unlock(%s)", (METASTORE_LOCK,))
+
+
+def open_metastore(spark: SparkSession, settings: Settings) -> None:
+    """The process's first contact with the metastore, under the metastore lock.
+
+    Hive's client, on a JVM's first contact, creates the metastore's tables (DataNucleus),
+    then the default database and the roles ``admin`` and ``public`` when it finds none.
+    With DataNucleus's constraints off (``spark_jobs.session.metastore_properties``) no
+    unique index stops two processes doing it at once: both insert, and every client
+    started later fails ("Unable to instantiate SessionHiveMetaStoreClient", on a
+    duplicate role). Any catalog call makes that contact, a path read in SQL
+    (``delta.`path```) included, so every driver makes it here, before its work starts.
+    A no-op for the in-memory catalog. A catalog that does not answer is logged, not
+    raised: a stream's data never waits on the catalog (``LakeRegistrar``), and a command
+    that needs it says so in one sentence before its JVM starts (``require_metastore``).
+    """
+    if settings.catalog.kind != "hive":
+        return
+    try:
+        with metastore_lock(settings):
+            spark.catalog.databaseExists("default")
+    except Exception as error:  # PostgreSQL down, or Hive's client failing to start
+        log.warning("could not open the catalog: %s", str(error).strip().splitlines()[0])
 
 
 def qualified_name(settings: Settings, table: Table) -> str:

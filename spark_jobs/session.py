@@ -299,6 +299,9 @@ def build_spark(
     with temporary_environment(driver_launch_environment(settings, os.environ)):
         spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
+    from spark_jobs.catalog import open_metastore  # catalog imports Delta's Python API
+
+    open_metastore(spark, settings)
     return spark
 
 

@@ -8,6 +8,7 @@ nowhere: no ``metastore_db`` or ``derby.log`` appears.
 
 from __future__ import annotations
 
+import os
 import stat
 import subprocess
 import sys
@@ -17,9 +18,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from core.postgres import credentials_dir, metastore_credentials, superuser_credentials
+from core.postgres import (
+    credentials_dir,
+    metastore_credentials,
+    password_file,
+    superuser_credentials,
+)
 from core.settings import PROJECT_ROOT, Settings, settings_env
 from lake.tables import TABLES
+from spark_jobs.catalog import METASTORE_LOCK
 from streamhouse.runtime import postgres
 
 
@@ -149,3 +156,99 @@ def test_no_password_on_any_command_line(running_stack: Settings) -> None:
         if any(secret in cmdline for secret in secrets):
             leaks.append(proc.name)
     assert leaks == [], f"processes with a password on their command line: {leaks}"
+
+
+#: A Spark driver as the stack's streaming jobs start: the project's session, a Delta table
+#: written by path, then read by path in SQL, which asks the catalog for a database `delta`.
+_FIRST_CONTACT = """
+import sys
+from core.settings import Settings
+from spark_jobs.session import build_spark, spark_log_file
+settings = Settings()
+spark = build_spark(settings, sys.argv[2], log_file=spark_log_file(settings, sys.argv[2]))
+print("session built", flush=True)
+spark.range(3).write.format("delta").save(sys.argv[1])
+assert spark.sql(f"SELECT count(*) FROM delta.`{sys.argv[1]}`").first()[0] == 3
+"""
+
+
+def _lock_waiters(connection: psycopg.Connection[tuple[object, ...]], database: str) -> int:
+    row = connection.execute(
+        "SELECT count(*) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+        "WHERE l.locktype = 'advisory' AND NOT l.granted AND d.datname = %s",
+        (database,),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_spark_processes_open_a_new_metastore_one_at_a_time(
+    infra_stack: Settings, tmp_path: Path
+) -> None:
+    """Hive's client creates the metastore's tables, its default database and its roles on a
+    process's first contact. With DataNucleus's constraints off (``metastore_properties``)
+    two first contacts at once left two rows per role, and every later client failed
+    ("Unable to instantiate SessionHiveMetaStoreClient"): the stack's two streaming drivers
+    did so on a new metastore (a test stack, 2026-12-06), and Airflow's marts task then
+    failed three times. Each driver now opens the catalog under the metastore lock.
+
+    Held here, two new drivers wait for it and the new database stays empty; released,
+    they open it one after the other: one row per role and one default database.
+    """
+    name = f"metastore_probe_{os.getpid()}"
+    credentials = postgres.ensure_database(infra_stack, name)
+    env = settings_env(infra_stack)
+    env.update(
+        STREAMHOUSE_STATE_DIR=str(tmp_path / "state"),  # its own hive-site.xml
+        STREAMHOUSE_CATALOG__DATABASE=name,
+        STREAMHOUSE_CATALOG__PASSWORD=credentials.password.get_secret_value(),
+        STREAMHOUSE_CATALOG__WAREHOUSE_DIR=(tmp_path / "warehouse").as_uri(),
+    )
+    processes: list[subprocess.Popen[str]] = []
+    try:
+        with _connect(credentials) as holder, _connect(superuser_credentials(infra_stack)) as su:
+            holder.execute("SELECT pg_advisory_lock(%s)", (METASTORE_LOCK,))
+            for n in (1, 2):
+                processes.append(
+                    subprocess.Popen(
+                        [sys.executable, "-c", _FIRST_CONTACT, str(tmp_path / f"t{n}"), f"p{n}"],
+                        env=env,
+                        cwd=PROJECT_ROOT,
+                        stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT,
+                        text=True,
+                    )
+                )
+            deadline = time.monotonic() + 240
+            while _lock_waiters(su, name) < 2:
+                ended = [p.args[-1] for p in processes if p.poll() is not None]
+                assert not ended, (
+                    f"{ended} ended without waiting for the metastore lock: "
+                    + "".join(p.communicate()[0][-2000:] for p in processes if p.poll() is not None)
+                )
+                assert time.monotonic() < deadline, "the drivers never asked for the lock"
+                time.sleep(0.5)
+            tables = holder.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+            assert tables == (0,), "a driver created metastore tables while the lock was held"
+            holder.execute("SELECT pg_advisory_unlock(%s)", (METASTORE_LOCK,))
+        outputs = [p.communicate(timeout=300)[0] for p in processes]
+        assert [p.returncode for p in processes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+        with _connect(credentials) as connection:
+            roles = connection.execute(
+                'SELECT "ROLE_NAME", count(*) FROM "ROLES" GROUP BY 1 ORDER BY 1'
+            ).fetchall()
+            databases = connection.execute(
+                'SELECT "NAME", count(*) FROM "DBS" GROUP BY 1 ORDER BY 1'
+            ).fetchall()
+        assert roles == [("admin", 1), ("public", 1)]
+        assert databases == [("default", 1)]
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        with _connect(superuser_credentials(infra_stack)) as su:
+            su.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            su.execute(f'DROP ROLE IF EXISTS "{name}"')
+        password_file(infra_stack, name).unlink(missing_ok=True)

@@ -23,6 +23,7 @@ from spark_jobs.catalog import (
     describe_tables,
     ensure_schemas,
     metastore_lock,
+    open_metastore,
     register_table,
     registered_location,
     require_metastore,
@@ -84,3 +85,22 @@ def test_the_catalog_s_database_down_is_one_sentence(tmp_path: Path) -> None:
     with pytest.raises(UserFacingError, match=expected), metastore_lock(settings):
         pass
     require_metastore(_lake(tmp_path))  # the in-memory catalog needs no server
+
+
+def test_a_driver_opens_its_catalog_without_waiting_on_a_down_database(
+    spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every driver opens the metastore under the lock (``open_metastore``); the catalog's
+    database down, a stream's driver still starts, with the reason in its log."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    settings = Settings(
+        state_dir=tmp_path,
+        catalog={"kind": "hive", "password": "generated"},
+        postgres={"port": port, "connect_timeout_s": 2},
+    )
+    open_metastore(spark, settings)
+    assert f"could not open the catalog: The catalog's PostgreSQL at 127.0.0.1:{port}" in (
+        caplog.text
+    )
