@@ -437,6 +437,12 @@ class CatalogSettings(BaseModel):
         description="spark.sql.warehouse.dir, the same for every process "
         "(default: <lake_root>/_warehouse).",
     )
+    lock_timeout_s: float = Field(
+        120.0,
+        gt=0,
+        description="How long a process waits for the metastore lock (held while another "
+        "opens the metastore or registers tables) before it reports who holds it.",
+    )
     lake_schema: str = Field("lake", description="Schema of the lake's tables (by location).")
     marts_schema: str = Field("marts", description="Schema of the dbt marts (and seeds).")
     staging_schema: str = Field(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 # creates the metastore's own tables on first use, and two processes doing it
 # at once can both try to create one (see ``open_metastore``).
 METASTORE_LOCK = 0x5354_4D48_4D53  # "STMHMS"
+#: The application name of the lock's connections (``pg_stat_activity``), with the process id.
+_APPLICATION = "streamhouse-metastore"
 
 
 def _metastore_connection(settings: Settings) -> psycopg.Connection[Any]:
@@ -41,7 +44,12 @@ def _metastore_connection(settings: Settings) -> psycopg.Connection[Any]:
     credentials = metastore_credentials(settings)
     timeout = settings.postgres.connect_timeout_s
     try:
-        return psycopg.connect(**credentials.conninfo(timeout), autocommit=True)  # type: ignore[arg-type]
+        return psycopg.connect(
+            **credentials.conninfo(timeout),  # type: ignore[arg-type]
+            autocommit=True,
+            # Names this process to another that waits for the lock it holds.
+            application_name=f"{_APPLICATION} pid {os.getpid()}",
+        )
     except psycopg.OperationalError as error:
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UserFacingError(
@@ -59,14 +67,50 @@ def require_metastore(settings: Settings) -> None:
         _metastore_connection(settings).close()
 
 
+def _lock_holder(connection: psycopg.Connection[Any]) -> str:
+    """Who holds the metastore lock: the process's id when it is one of ours, and its
+    PostgreSQL session."""
+    row = connection.execute(
+        "SELECT a.pid, a.backend_start, a.application_name FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) "
+        "AND (l.classid::bigint << 32 | l.objid::bigint) = %s",
+        (METASTORE_LOCK,),
+    ).fetchone()
+    if row is None:
+        return "a session that has released it since"
+    session = f"PostgreSQL session {row[0]}, connected at {row[1]:%Y-%m-%d %H:%M:%S %Z}"
+    name = str(row[2] or "")
+    if name.startswith(f"{_APPLICATION} pid "):
+        return f"process {name.rsplit(' ', 1)[1]} ({session})"
+    return session
+
+
 @contextlib.contextmanager
 def metastore_lock(settings: Settings) -> Iterator[None]:
-    """Serialise metastore DDL between processes (a no-op for the in-memory catalog)."""
+    """Serialise metastore DDL between processes (a no-op for the in-memory catalog).
+
+    The wait is bounded (``catalog.lock_timeout_s``): a process stuck while it holds the
+    lock would otherwise stop every driver's start behind it, without a word.
+    """
     if settings.catalog.kind != "hive":
         yield
         return
+    import psycopg
+
+    timeout = settings.catalog.lock_timeout_s
     with _metastore_connection(settings) as connection:
-        connection.execute("SELECT pg_advisory_lock(%s)", (METASTORE_LOCK,))
+        connection.execute(f"SET lock_timeout = {int(timeout * 1000)}")
+        try:
+            connection.execute("SELECT pg_advisory_lock(%s)", (METASTORE_LOCK,))
+        except psycopg.errors.LockNotAvailable:
+            raise UserFacingError(
+                f"The catalog's metastore lock was still held after {timeout:g} s, by "
+                f"{_lock_holder(connection)}: end that process if it is stuck, or raise "
+                "catalog.lock_timeout_s."
+            ) from None
+        connection.execute("SET lock_timeout = 0")
         try:
             yield
         finally:

@@ -12,12 +12,14 @@ import os
 import stat
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from core.errors import UserFacingError
 from core.postgres import (
     credentials_dir,
     metastore_credentials,
@@ -26,7 +28,7 @@ from core.postgres import (
 )
 from core.settings import PROJECT_ROOT, Settings, settings_env
 from lake.tables import TABLES
-from spark_jobs.catalog import METASTORE_LOCK
+from spark_jobs.catalog import METASTORE_LOCK, metastore_lock
 from streamhouse.runtime import postgres
 
 
@@ -252,3 +254,54 @@ def test_spark_processes_open_a_new_metastore_one_at_a_time(
             su.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             su.execute(f'DROP ROLE IF EXISTS "{name}"')
         password_file(infra_stack, name).unlink(missing_ok=True)
+
+
+def test_a_held_metastore_lock_is_waited_for_a_bounded_time_and_its_holder_named(
+    infra_stack: Settings,
+) -> None:
+    """Every driver now takes the metastore lock as it starts: a process stuck while it
+    holds it must not stop the others without a word. Before, the wait had no end."""
+    settings = infra_stack.model_copy(
+        update={"catalog": infra_stack.catalog.model_copy(update={"lock_timeout_s": 1.0})}
+    )
+    outcome: list[BaseException | None] = []
+
+    def take() -> None:
+        try:
+            with metastore_lock(settings):
+                outcome.append(None)
+        except BaseException as error:
+            outcome.append(error)
+
+    holding = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:  # a process of ours that holds the lock and is stuck
+        with metastore_lock(infra_stack):
+            holding.set()
+            release.wait(60)
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert holding.wait(30), "the holder did not get the lock"
+    with _connect(metastore_credentials(infra_stack)) as connection:
+        row = connection.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND (classid::bigint << 32 | objid::bigint) = %s",
+            (METASTORE_LOCK,),
+        ).fetchone()
+    assert row is not None
+    waiter = threading.Thread(target=take, daemon=True)
+    waiter.start()
+    waiter.join(timeout=30)
+    stuck = waiter.is_alive()
+    release.set()
+    holder.join(timeout=30)
+    assert not stuck, "still waiting for the metastore lock after 30 s"
+    assert len(outcome) == 1 and isinstance(outcome[0], UserFacingError), outcome
+    assert str(outcome[0]).startswith(
+        "The catalog's metastore lock was still held after 1 s, by process "
+        f"{os.getpid()} (PostgreSQL session {row[0]}, connected at "
+    ), outcome[0]
+    with metastore_lock(settings):  # released: taken at once, and given back
+        pass
