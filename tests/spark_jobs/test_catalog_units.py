@@ -67,10 +67,8 @@ def test_a_name_whose_files_went_away_is_listed_and_registered_again(
     assert spark.table(name).count() == 0
 
 
-def test_the_catalog_s_database_down_is_one_sentence(tmp_path: Path) -> None:
-    """Nothing listens at the catalog's PostgreSQL: the check before a JVM starts and the
-    lock around metastore DDL both name the server and what to do (before, the lock raised
-    psycopg's OperationalError and the commands printed a traceback)."""
+def _catalog_down(tmp_path: Path) -> tuple[Settings, int]:
+    """Settings of a hive catalog whose PostgreSQL port nothing listens on; that port."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = int(sock.getsockname()[1])
@@ -79,6 +77,14 @@ def test_the_catalog_s_database_down_is_one_sentence(tmp_path: Path) -> None:
         catalog={"kind": "hive", "password": "generated"},
         postgres={"port": port, "connect_timeout_s": 2},
     )
+    return settings, port
+
+
+def test_the_catalog_s_database_down_is_one_sentence(tmp_path: Path) -> None:
+    """Nothing listens at the catalog's PostgreSQL: the check before a JVM starts and the
+    lock around metastore DDL both name the server and what to do (before, the lock raised
+    psycopg's OperationalError and the commands printed a traceback)."""
+    settings, port = _catalog_down(tmp_path)
     expected = rf"^The catalog's PostgreSQL at 127\.0\.0\.1:{port} did not answer \(.*\): start it"
     with pytest.raises(UserFacingError, match=expected):
         require_metastore(settings)
@@ -92,14 +98,7 @@ def test_a_driver_opens_its_catalog_without_waiting_on_a_down_database(
 ) -> None:
     """Every driver opens the metastore under the lock (``open_metastore``); the catalog's
     database down, a stream's driver still starts, with the reason in its log."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    settings = Settings(
-        state_dir=tmp_path,
-        catalog={"kind": "hive", "password": "generated"},
-        postgres={"port": port, "connect_timeout_s": 2},
-    )
+    settings, port = _catalog_down(tmp_path)
     open_metastore(spark, settings)
     assert f"could not open the catalog: The catalog's PostgreSQL at 127.0.0.1:{port}" in (
         caplog.text
