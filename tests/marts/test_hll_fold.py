@@ -98,7 +98,7 @@ def test_a_minute_window_gives_one_estimate_however_its_sketch_was_merged(
 
     rng = random.Random(11)
     entities = [f"e{i}" for i in range(450)]
-    versions = [(e, v) for v, batch in enumerate(range(6)) for e in rng.sample(entities, 150)]
+    versions = [(e, v) for v in range(6) for e in rng.sample(entities, 150)]
     versions += [(e, 99) for e in entities]
     rows = spark.createDataFrame(
         [(e, v, 1_796_560_000_000 + v * 100, "us", 2.5, 0) for e, v in versions],
