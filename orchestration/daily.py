@@ -206,6 +206,16 @@ def _progress(command: str) -> Callable[[str, str], None]:
     return progress
 
 
+def _step(command: str) -> Callable[[str, str], None]:
+    """The build's own steps in the task's log: the revised ranges it looked up, the seeds
+    it loads, the static marts it leaves out (what ``marts build`` prints)."""
+
+    def step(_event: str, message: str) -> None:
+        log.info("marts %s: %s", command, message)
+
+    return step
+
+
 def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, Any]:
     """``dbt build`` of the interval (models, data and unit tests), as ``marts build`` runs it.
 
@@ -217,7 +227,13 @@ def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> 
     from marts.build import build
 
     started = datetime.now(UTC)
-    result = build(spark, settings, _window(settings, interval), progress=_progress("build"))
+    result = build(
+        spark,
+        settings,
+        _window(settings, interval),
+        progress=_progress("build"),
+        on_step=_step("build"),
+    )
     counts: dict[str, int] = {}
     for run in result.runs:
         for node in run.nodes:

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Column, Table
+from rich.table import Column
 
 from core.errors import UserFacingError
 from core.settings import Settings
+from streamhouse import rendering
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 from streamhouse.cli_load import app as load_app
 from streamhouse.cli_load import bench_app
@@ -101,7 +102,7 @@ def stack_status() -> None:
         rows = stack.status(load_settings())
         # The service name is what a user types next (`stack logs <name>`): never cut it.
         service = Column("service", no_wrap=True, min_width=len(max(SERVICE_NAMES, key=len)))
-        table = Table(service, "pid", "port", "health", "memory", "log", "detail")
+        table = rendering.table(service, "pid", "port", "health", "memory", "log", "detail")
         for row in rows:
             health = (
                 "[green]ready[/]"
@@ -332,7 +333,7 @@ def _timed_replay(
     began = time.monotonic()
     with console.status("replaying"):
         counts = replay_with(spark)
-    table = Table("table", "rows", title=f"{title} in {time.monotonic() - began:.1f} s")
+    table = rendering.table("table", "rows", title=f"{title} in {time.monotonic() - began:.1f} s")
     for name, value in counts.items():
         table.add_row(name, str(value))
     out.print(table)
@@ -472,7 +473,7 @@ def catalog_tables(
         with console.status("reading the catalog"):
             spark = build_spark(settings, "streamhouse-catalog")
             rows = catalog.describe_tables(spark, settings, count=count)
-        table = Table("table", "rows", "location")
+        table = rendering.table("table", "rows", "location")
         for row in rows:
             table.add_row(row.name, "-" if row.rows is None else str(row.rows), row.location)
         out.print(table)

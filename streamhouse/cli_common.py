@@ -11,14 +11,15 @@ from typing import TypeVar
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 
 from core.errors import UserFacingError
 from core.settings import Settings
+from streamhouse import rendering
 
-# soft_wrap: a path or a sentence is never broken across lines (copy-paste, grep).
-console = Console(stderr=True, soft_wrap=True)
-out = Console()
+# soft_wrap: a path or a sentence is never broken across lines (copy-paste, grep). Both
+# are 200 columns wide in a file or a pipe, not rich's 80 (``rendering``).
+console = rendering.console(stderr=True, soft_wrap=True)
+out = rendering.console()
 T = TypeVar("T")
 
 

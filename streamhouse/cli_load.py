@@ -17,6 +17,7 @@ from rich.table import Table
 
 from core.errors import UserFacingError
 from core.settings import PROJECT_ROOT, Settings
+from streamhouse import rendering
 from streamhouse.cli_common import console, guarded, load_settings, out
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
@@ -125,7 +126,7 @@ def history_span_ms(days: float, end: str | None, now_ms: int) -> tuple[int, int
 def _summary_table(totals: Any, plan: Any) -> Table:
     from producers.loadgen.generator import EventKind
 
-    table = Table("", "value", title=f"loadgen {plan.run_id} -> {plan.topic}")
+    table = rendering.table("", "value", title=f"loadgen {plan.run_id} -> {plan.topic}")
     rows = [
         ("processes", str(plan.processes)),
         ("sent", f"{totals.sent:,}"),
@@ -331,7 +332,9 @@ def bench_loadgen(
         with console.status(f"benchmark: {runs} runs x {counts} processes x {duration:g} s"):
             results = bench.run_series(counts, runs, run_once, on_result)
         summaries = bench.summarise(results)
-        table = Table("processes", "runs", "median acked events/s", "min", "max", "failed")
+        table = rendering.table(
+            "processes", "runs", "median acked events/s", "min", "max", "failed"
+        )
         for s in summaries:
             table.add_row(
                 str(s.processes),
@@ -424,7 +427,7 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
             layouts=chosen_layouts,
             warmup_s=warmup,
         )
-        table = Table(
+        table = rendering.table(
             "layout", "events/s", "floor P50/P95/P99 s", "bronze P50/P95/P99 s",
             "bronze/floor P95, P99", "windows P50/P95/P99 s", "windows - floor P95", "sustained",
             title="steady state, pipeline next to the floor (same run)",

@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from core.errors import UserFacingError
 from core.settings import Settings
+from streamhouse import rendering
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 
 if TYPE_CHECKING:
@@ -87,7 +87,7 @@ def _summary(run: DbtRun) -> None:
         counts[node.status] = counts.get(node.status, 0) + 1
     slowest = sorted(run.nodes, key=lambda n: n.seconds, reverse=True)[:5]
     shown = [n for n in run.nodes if n.status not in ("pass", "success")] or slowest
-    table = Table("node", "status", "seconds", title=f"dbt {' '.join(run.command[:2])}")
+    table = rendering.table("node", "status", "seconds", title=f"dbt {' '.join(run.command[:2])}")
     for node in shown:
         table.add_row(f"{node.resource_type} {node.name}", node.status, f"{node.seconds:.1f}")
     out.print(table)
@@ -241,7 +241,7 @@ def verify_idempotent(start: StartOption = None, end: EndOption = None) -> None:
 
 def show_idempotency(checks: list[Any]) -> None:
     """The versions before and after a rebuild, the differences, the new history lines."""
-    table = Table("mart", "version before", "after", "only before", "only after")
+    table = rendering.table("mart", "version before", "after", "only before", "only after")
     for check in checks:
         after = str(check.version_after) if check.new_version else "(no new version)"
         table.add_row(
@@ -306,7 +306,7 @@ def show_bench(result: Any) -> None:
     """The benchmark's figures, and each target met or missed."""
     from marts.bench import EMPTY_DAY
 
-    table = Table(
+    table = rendering.table(
         "run", "seconds", "rows written", "files written", "files read", "rows read",
         title=f"marts at {result.days} days ({result.bronze_rows:,} bronze rows)",
     )  # fmt: skip

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from core.errors import UserFacingError
 from core.settings import Settings
+from streamhouse import rendering
 from streamhouse.cli_common import console, guarded, load_settings, out, report
 
 airflow_app = typer.Typer(
@@ -179,7 +179,7 @@ def quality_run(
         for layer in layers:
             with console.status(f"validating {layer} for {interval.label()}"):
                 result = validate_layer(spark, settings, layer, interval, origin=origin)
-            summary = Table("suite", "result", "expectations", "failures", title=layer)
+            summary = rendering.table("suite", "result", "expectations", "failures", title=layer)
             for outcome in result.outcomes:
                 summary.add_row(
                     outcome.suite,

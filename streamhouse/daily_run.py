@@ -17,12 +17,12 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
-from rich.table import Table
 
 from core.errors import UserFacingError
 from core.intervals import Interval
 from core.settings import Settings
 from lake.time_travel import TableProof, commit_marker
+from streamhouse import rendering
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -99,20 +99,22 @@ def run_day(
 
 def show_run(run: DailyRun, out: Console) -> None:
     """Task states, the GX summary, compaction, the docs and the time-travel proof."""
-    states = Table("task", "state", title=f"{DAG_ID} {run.run_id}: {run.state}")
+    states = rendering.table("task", "state", title=f"{DAG_ID} {run.run_id}: {run.state}")
     for task, state in run.tasks.items():
         colour = "green" if state == "success" else "red"
         states.add_row(task, f"[{colour}]{state}[/]")
     out.print(states)
     summary = run.summary or {}
     if summary.get("quality"):
-        quality = Table("layer", "suite", "result", title="Great Expectations")
+        quality = rendering.table("layer", "suite", "result", title="Great Expectations")
         for layer, suites in summary["quality"].items():
             for suite, outcome in suites.items():
                 quality.add_row(layer, suite, str(outcome))
         out.print(quality)
     if summary.get("compaction"):
-        compaction = Table("table", "files before", "after", "Z-order by", title="compaction")
+        compaction = rendering.table(
+            "table", "files before", "after", "Z-order by", title="compaction"
+        )
         for entry in summary["compaction"]:
             compaction.add_row(
                 str(entry["table"]),
@@ -124,7 +126,7 @@ def show_run(run: DailyRun, out: Console) -> None:
     if summary.get("docs"):
         out.print(f"docs (GX Data Docs and dbt docs): {summary['docs']}")
     if run.proofs:
-        proof = Table(
+        proof = rendering.table(
             "table", "version before", "after", "the run's commits", "rows changed", "rows",
             "distinct keys", title="time travel: each commit of the run against the version before",
         )  # fmt: skip

@@ -29,7 +29,6 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-from rich.table import Table
 
 from core.errors import UserFacingError
 from core.settings import PROJECT_ROOT, Settings, settings_env
@@ -41,6 +40,7 @@ from lake.tables import (
     SILVER_QUAKES,
 )
 from spark_jobs.session import build_spark, spark_log_file
+from streamhouse import rendering
 from streamhouse.runtime import process, stack
 from streamhouse.runtime.services import STREAM_DRIVERS
 
@@ -198,7 +198,7 @@ def _show_lake(
         F.countDistinct("kafka_partition", "kafka_offset").alias("offsets"),
     ).first()
     assert counts is not None
-    hops = Table("hop", "count", title="records at each hop")
+    hops = rendering.table("hop", "count", title="records at each hop")
     hops.add_row("source (API simulator) records", str(served))
     hops.add_row(f"Kafka messages ({settings.kafka.changes_topic})", str(in_kafka))
     hops.add_row("bronze rows", str(counts["rows"]))
@@ -222,7 +222,9 @@ def _show_lake(
         .collect()
     )
     if sample:
-        rows = Table(*sample[0].asDict().keys(), title="decoded rows in bronze (strongest first)")
+        rows = rendering.table(
+            *sample[0].asDict().keys(), title="decoded rows in bronze (strongest first)"
+        )
         for row in sample:
             rows.add_row(*(str(v) for v in row))
         out.print(rows)
@@ -286,7 +288,9 @@ def _build_marts(settings: Settings, spark: SparkSession, console: Console, out:
         f"[cyan]•[/] marts built in {result.seconds:.0f} s (seeds loaded: "
         f"{', '.join(result.seeds_loaded) or 'none, unchanged'})"
     )
-    counts = Table("mart", "rows", title="the marts (schema " + settings.catalog.marts_schema + ")")
+    counts = rendering.table(
+        "mart", "rows", title="the marts (schema " + settings.catalog.marts_schema + ")"
+    )
     for mart in ("fct_quakes", "fct_quake_revisions", "fct_network_activity_daily",
                  "dim_network", "dim_magnitude_type", "dim_region", "dim_date"):  # fmt: skip
         counts.add_row(mart, str(spark.table(f"{settings.catalog.marts_schema}.{mart}").count()))

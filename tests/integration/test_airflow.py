@@ -241,6 +241,13 @@ def test_a_day_runs_every_task_through_the_scheduler(daily: DailyRuns) -> None:
     for entry in compacted.values():
         assert entry["files_after"] <= entry["files_before"], entry
     assert compacted["marts.fct_quakes"]["zorder_by"] == ["network_code", "fe_region_number"]
+    # The build's own steps are in its task log, as `marts build` prints them.
+    logs = airflow.airflow_home(daily.settings) / "logs" / f"dag_id={DAG_ID}"
+    build_log = "".join(
+        f.read_text() for f in logs.glob(f"run_id={daily.run_id}/task_id=build_marts/*.log")
+    )
+    for step in ("event dates beyond the lookback", "seeds to load:"):
+        assert f"marts build: {step}" in build_log, build_log[-4000:]
 
 
 def test_the_docs_site_holds_the_data_docs_and_the_dbt_docs(daily: DailyRuns) -> None:
