@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from core.settings import Settings
-from marts.arrivals import with_revised_ranges
+from marts import delivery
+from marts.arrivals import DateRange, with_revised_ranges
 from marts.runner import DbtRun, Progress, require_success, run_dbt
 from marts.seeds import mark_loaded, seed_checksums, stale_seeds
 from marts.static import fingerprints, mark_built, unchanged_static
@@ -46,6 +47,8 @@ class BuildResult:
     runs: list[DbtRun] = field(default_factory=list)
     seeds_loaded: list[str] = field(default_factory=list)
     static_left_out: list[str] = field(default_factory=list)
+    #: What it delivered to the version-level facts, as published for the dashboards.
+    deliveries: list[delivery.Delivery] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -145,6 +148,7 @@ def build(
         first=first,
         unchanged=unchanged,
     )
+    before = delivery.versions_before(spark, settings)
     run = run_dbt(settings, args, window, progress)
     result.runs.append(run)
     loaded = [n.name for n in run.nodes if n.resource_type == "seed" and n.status == "success"]
@@ -157,8 +161,36 @@ def build(
         unit = run_dbt(settings, list(UNIT_TESTS), window, progress)
         result.runs.append(unit)
         require_success(unit)
+    merged = None if full_refresh or first else delivery.merged_ranges(window)
+    result.deliveries = publish_deliveries(spark, settings, before, merged, on_step)
     result.seconds = time.monotonic() - began
     return result
+
+
+def publish_deliveries(
+    spark: SparkSession,
+    settings: Settings,
+    before: dict[str, int | None],
+    ranges: list[DateRange] | None,
+    on_step: Progress | None = None,
+) -> list[delivery.Delivery]:
+    """Measure what the build delivered and push it for the dashboards (``marts.delivery``).
+
+    The marts are built either way: a Pushgateway that is not running is one line.
+    """
+    from monitoring.batch_metrics import MetricsPushError
+
+    delivered = delivery.deliveries(spark, settings, before, ranges)
+    for figures in delivered:
+        if on_step is not None:
+            on_step("step", f"delivered: {figures.line()}")
+        try:
+            delivery.publish(settings, figures)
+        except MetricsPushError as error:
+            if on_step is not None:
+                on_step("step", f"not published: {error}")
+            break
+    return delivered
 
 
 def run_models(

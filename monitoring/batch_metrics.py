@@ -19,7 +19,8 @@ Metrics (labels in brackets; the table with their meaning is in monitoring/READM
 - ``streamhouse_quality_last_validation_success`` [suite]: 1 every expectation passed;
   ``…_expectations`` [suite, outcome=passed|failed], ``…_timestamp_seconds``.
 - ``streamhouse_mart_build_latency_seconds`` [model, quantile=0.5|0.95|0.99]: produced-at to
-  build commit of the rows the last build wrote; ``streamhouse_mart_newest_data_timestamp_seconds``,
+  build commit of the versions the last build delivered (``marts/delivery.py``);
+  ``streamhouse_mart_newest_data_timestamp_seconds``,
   ``streamhouse_mart_last_build_rows``, ``streamhouse_mart_last_build_finished_timestamp_seconds``
   [model].
 
@@ -156,8 +157,8 @@ def push_mart_build(
     """Publish a mart build: its rows, its data's newest produced-at and the latency quantiles.
 
     ``latency_quantiles_s`` maps 0.5, 0.95 and 0.99 to the build commit time
-    minus ``produced_at`` over the rows the build wrote (for example Spark's
-    ``percentile_approx`` over them).
+    minus ``produced_at`` over the rows the build delivered (``marts.delivery``:
+    Spark's ``percentile_approx`` over its new versions; NaN when there were none).
     """
     missing = [q for q in MART_QUANTILES if q not in latency_quantiles_s]
     if missing:

@@ -288,6 +288,8 @@ def _build_marts(settings: Settings, spark: SparkSession, console: Console, out:
         f"[cyan]•[/] marts built in {result.seconds:.0f} s (seeds loaded: "
         f"{', '.join(result.seeds_loaded) or 'none, unchanged'})"
     )
+    for delivered in result.deliveries:  # pushed for the marts' dashboard panel
+        console.print(f"[cyan]•[/] delivered: {delivered.line()}")
     counts = rendering.table(
         "mart", "rows", title="the marts (schema " + settings.catalog.marts_schema + ")"
     )

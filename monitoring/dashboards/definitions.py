@@ -68,8 +68,6 @@ LATENCY = Row(
             ),
             unit=Unit.SECONDS,
             fed_by="dbt builds, pushed to the Pushgateway (monitoring/batch_metrics.py)",
-            pending="the marts' builds (dbt, issue 12) push these results",
-            pending_metric=batch.MART_LATENCY,
         ),
         Panel(
             title="Latency SLO burn rate (1 h)",
@@ -161,8 +159,6 @@ HEALTH = Row(
             ),
             unit=Unit.SECONDS,
             fed_by="streaming job (liveness of the reliability work, issue 11)",
-            pending="the streaming job's liveness metrics (reliability issue 11)",
-            pending_metric="streamhouse_stream_query_last_progress_timestamp_seconds",
         ),
         Panel(
             title="Processes up",
@@ -190,8 +186,6 @@ BATCH = Row(
             kind=Kind.STATE,
             max=1.0,
             fed_by="Airflow DAGs, pushed to the Pushgateway",
-            pending="the Airflow DAGs (issue 13) push their runs",
-            pending_metric=batch.DAG_RUN_SUCCESS,
         ),
         Panel(
             title="Last Great Expectations result (1 = passed, 0 = failed)",
@@ -201,8 +195,6 @@ BATCH = Row(
             kind=Kind.STATE,
             max=1.0,
             fed_by="Great Expectations checkpoints, pushed to the Pushgateway",
-            pending="the Great Expectations checkpoints (issue 13) push their results",
-            pending_metric=batch.QUALITY_SUCCESS,
         ),
     ),
 )

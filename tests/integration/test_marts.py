@@ -50,6 +50,7 @@ from streamhouse.runtime import stack
 pytestmark = pytest.mark.timeout(1800)
 
 FACTS = ("fct_quake_revisions", "fct_quakes", "fct_network_activity_daily")
+QUANTILES = ("0.5", "0.95", "0.99")
 CONSTRAINT = "magnitude_below_9"
 FIXTURE_RECORDS = 1304
 LOAD_EVENTS = 3000
@@ -328,6 +329,37 @@ def test_the_incremental_build_leaves_out_the_static_marts_not_their_relationshi
         assert nodes.get(test) == "pass", (test, sorted(nodes))
     for mart in static:
         assert scenario.after_incremental[mart] == scenario.before_incremental[mart], mart
+
+
+def _pushed(settings: Settings, model: str) -> dict[str, float]:
+    """The Pushgateway's samples of ``model``'s last build: metric[quantile] -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{settings.pushgateway_url}/metrics", timeout=10).text
+    return {
+        sample.name + (f"[{sample.labels['quantile']}]" if "quantile" in sample.labels else ""): (
+            sample.value
+        )
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("streamhouse_mart_") and sample.labels.get("model") == model
+    }
+
+
+def test_the_build_publishes_what_it_delivered_for_the_dashboards(scenario: Scenario) -> None:
+    """The incremental build delivered the scenario's revisions, produced minutes before it
+    (the changes went through the poller, Kafka and the stream first): their latency from
+    produced-at to the build's commit is in the Pushgateway the marts' panel reads."""
+    built_after = time.time() - sum(scenario.seconds.values()) - 60
+    for model in ("fct_quake_revisions", "fct_quakes"):
+        assert f"delivered: {model}: " in scenario.incremental.stderr, _output(scenario.incremental)
+        pushed = _pushed(scenario.settings, model)
+        p50, p95, p99 = (pushed[f"streamhouse_mart_build_latency_seconds[{q}]"] for q in QUANTILES)
+        assert 0 < p50 <= p95 <= p99 < 3600, pushed
+        finished = pushed["streamhouse_mart_last_build_finished_timestamp_seconds"]
+        newest = pushed["streamhouse_mart_newest_data_timestamp_seconds"]
+        assert built_after < newest < finished <= time.time(), pushed
+        assert pushed["streamhouse_mart_last_build_rows"] > 0, pushed
 
 
 def test_a_late_revision_lands_in_its_row(scenario: Scenario, spark: SparkSession) -> None:
