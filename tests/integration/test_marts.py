@@ -351,6 +351,7 @@ def test_the_build_publishes_what_it_delivered_for_the_dashboards(scenario: Scen
     (the changes went through the poller, Kafka and the stream first): their latency from
     produced-at to the build's commit is in the Pushgateway the marts' panel reads."""
     built_after = time.time() - sum(scenario.seconds.values()) - 60
+    print(*(ln for ln in scenario.incremental.stderr.splitlines() if "delivered:" in ln), sep="\n")
     for model in ("fct_quake_revisions", "fct_quakes"):
         assert f"delivered: {model}: " in scenario.incremental.stderr, _output(scenario.incremental)
         pushed = _pushed(scenario.settings, model)
