@@ -35,6 +35,8 @@ class Commit:
     operation: str
     user_metadata: str | None
     metrics: dict[str, str]
+    #: When it committed (unix milliseconds).
+    committed_ms: int = 0
 
     def line(self) -> str:
         shown = ", ".join(
@@ -82,6 +84,7 @@ def history(spark: SparkSession, path: str, after_version: int = -1) -> list[Com
     rows = (
         spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
         .where(f"version > {after_version}")
+        .selectExpr("*", "unix_millis(timestamp) AS committed_ms")
         .orderBy("version")
         .collect()
     )
@@ -91,6 +94,7 @@ def history(spark: SparkSession, path: str, after_version: int = -1) -> list[Com
             operation=str(row["operation"]),
             user_metadata=row["userMetadata"],
             metrics=dict(row["operationMetrics"] or {}),
+            committed_ms=int(row["committed_ms"]),
         )
         for row in rows
     ]

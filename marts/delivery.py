@@ -44,8 +44,8 @@ VERSION_MARTS = ("fct_quake_revisions", "fct_quakes")
 KEY = ("quake_id", "updated_ms")
 #: Commits that rewrite files without changing rows (the post-hooks' ZORDER, VACUUM).
 MAINTENANCE = ("OPTIMIZE", "VACUUM START", "VACUUM END")
-#: Delta's operation metrics of the rows a data commit wrote.
-WRITTEN = ("numTargetRowsInserted", "numTargetRowsUpdated", "numOutputRows")
+#: Delta's operation metrics of the rows a MERGE wrote (a write's: ``numOutputRows``).
+MERGE_WRITTEN = ("numTargetRowsInserted", "numTargetRowsUpdated")
 
 
 @dataclass(frozen=True)
@@ -83,7 +83,7 @@ class Delivery:
 def rows_written(metrics: dict[str, str]) -> int:
     """Rows a data commit wrote: inserted and updated by a MERGE, output by a write."""
     if "numTargetRowsInserted" in metrics:
-        return sum(int(metrics.get(k, 0)) for k in WRITTEN[:2])
+        return sum(int(metrics.get(k, 0)) for k in MERGE_WRITTEN)
     return int(metrics.get("numOutputRows", 0))
 
 
@@ -119,18 +119,12 @@ def _in_ranges(frame: DataFrame, ranges: list[DateRange] | None) -> DataFrame:
 
 
 def _history(spark: SparkSession, path: str, after_version: int) -> list[DataCommit]:
-    from pyspark.sql import functions as F  # noqa: N812
+    from lake.time_travel import history
 
-    rows = (
-        spark.sql(f"DESCRIBE HISTORY delta.`{path}`")
-        .where(F.col("version") > after_version)
-        .select("version", "operation", F.unix_millis("timestamp").alias("ms"), "operationMetrics")
-        .collect()
-    )
     return data_commits(
         [
-            (int(r.version), str(r.operation), int(r.ms), dict(r.operationMetrics or {}))
-            for r in rows
+            (c.version, c.operation, c.committed_ms, c.metrics)
+            for c in history(spark, path, after_version)
         ]
     )
 
