@@ -814,6 +814,12 @@ class MartsSettings(BaseModel):
         description="dbt threads: nodes built or tested at once (the session shares one "
         "SparkSession between them).",
     )
+    unit_tests_in_build: bool = Field(
+        False,
+        description="Run dbt's unit tests in every ``marts build`` (and the daily run) too. "
+        "Off: their inputs are static, so dbt Labs recommends them in development and CI "
+        "only; ``marts test`` and ``make test`` run them.",
+    )
     target: str = Field(
         "session",
         description="Output of dbt/profiles.yml: session (Spark in the command's process), "

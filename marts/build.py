@@ -3,9 +3,14 @@
 ``build`` adds to an incremental run's interval the event dates beyond its lookback
 that received versions in it (``marts.arrivals``), loads the seeds whose CSV changed
 (``marts.seeds``), leaves out the marts built from seeds alone whose inputs did not
-change (``marts.static``) and runs ``dbt build`` over the interval. On a fresh catalog
-the unit tests wait until the models exist (a unit test of an incremental model reads
-the columns of the existing table) and run right after them, in the same command.
+change (``marts.static``) and runs ``dbt build`` over the interval.
+
+dbt's unit tests are left out of a build unless asked (``unit_tests=True`` or
+``marts.unit_tests_in_build``): their inputs are static, so a production run learns
+nothing from them (dbt Labs runs them in development and CI only); ``marts test``
+runs them. When a build does run them on a fresh catalog, they wait until the models
+exist (a unit test of an incremental model reads the columns of the existing table)
+and run right after them, in the same command.
 The CLI (``streamhouse marts``), the demo and the benchmark call these.
 """
 
@@ -38,6 +43,10 @@ INCREMENTAL_MARTS = (
 
 #: The unit tests alone (after a first build created the tables they read).
 UNIT_TESTS = ("test", "--select", "test_type:unit")
+#: Said when a build leaves the unit tests out.
+UNIT_TESTS_LEFT_OUT = (
+    "unit tests: left out (static inputs: `marts test` runs them, or `marts build --unit-tests`)"
+)
 
 
 @dataclass
@@ -49,6 +58,9 @@ class BuildResult:
     static_left_out: list[str] = field(default_factory=list)
     #: What it delivered to the version-level facts, as published for the dashboards.
     deliveries: list[delivery.Delivery] = field(default_factory=list)
+    #: The dbt vars it ran with (the interval and its revised ranges): a later dbt
+    #: command given the same vars reuses the parsed project (partial parsing).
+    window: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
 
@@ -65,9 +77,11 @@ def build_arguments(
     fresh_seeds: list[str],
     first: bool,
     unchanged: list[str] | None = None,
+    unit_tests: bool = False,
 ) -> list[str]:
     """The ``dbt build`` arguments: the selection, the seeds and static marts left alone,
-    and on a first build the unit tests left for after (``UNIT_TESTS``).
+    and the unit tests left out unless asked; asked on a first build, they are left
+    for after it (``UNIT_TESTS``).
 
     Left-out static marts take only their own tests with them (``cautious``): a fact's
     relationship test to one of them still runs.
@@ -81,7 +95,7 @@ def build_arguments(
         args += ["--exclude", *fresh_seeds, *(unchanged or [])]
     if unchanged:
         args += ["--indirect-selection", "cautious"]
-    if first:
+    if first or not unit_tests:
         args += ["--exclude-resource-type", "unit_test"]
     return args
 
@@ -114,13 +128,22 @@ def build(
     select: list[str] | None = None,
     progress: Progress | None = None,
     on_step: Progress | None = None,
+    unit_tests: bool | None = None,
 ) -> BuildResult:
-    """``dbt build`` over ``window`` (``profiles.interval_vars``); raises naming a failed node."""
+    """``dbt build`` over ``window`` (``profiles.interval_vars``); raises naming a failed node.
+
+    ``unit_tests``: run dbt's unit tests too (default: ``marts.unit_tests_in_build``).
+    """
     began = time.monotonic()
     result = BuildResult()
+    if unit_tests is None:
+        unit_tests = settings.marts.unit_tests_in_build
     first = not marts_exist(spark, settings)
-    if first and on_step is not None:
-        on_step("step", "first build: the unit tests run once the marts exist")
+    if on_step is not None:
+        if not unit_tests:
+            on_step("step", UNIT_TESTS_LEFT_OUT)
+        elif first:
+            on_step("step", "first build: the unit tests run once the marts exist")
     if not full_refresh:
         looked = time.monotonic()
         window = with_revised_ranges(spark, settings, window)
@@ -147,7 +170,9 @@ def build(
         fresh_seeds=[name for name in checksums if name not in stale],
         first=first,
         unchanged=unchanged,
+        unit_tests=unit_tests,
     )
+    result.window = window
     before = delivery.versions_before(spark, settings)
     run = run_dbt(settings, args, window, progress)
     result.runs.append(run)
@@ -157,7 +182,7 @@ def build(
     result.static_left_out = unchanged
     mark_static_built(spark, settings, prints, run)
     require_success(run)
-    if first:
+    if first and unit_tests:
         unit = run_dbt(settings, list(UNIT_TESTS), window, progress)
         result.runs.append(unit)
         require_success(unit)

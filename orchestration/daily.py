@@ -183,10 +183,9 @@ def compact(spark: SparkSession, settings: Settings, interval: Interval) -> dict
 # -- marts ---------------------------------------------------------------------------
 
 
-def _dbt(settings: Settings, args: list[str], interval: Interval | None = None) -> DbtRun:
+def _dbt(settings: Settings, args: list[str], window: dict[str, Any]) -> DbtRun:
     from marts.runner import require_success, run_dbt
 
-    window = _window(settings, interval) if interval else {}
     run = run_dbt(settings, args, window, _progress(args[0]))
     require_success(run)
     return run
@@ -217,10 +216,10 @@ def _step(command: str) -> Callable[[str, str], None]:
 
 
 def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> dict[str, Any]:
-    """``dbt build`` of the interval (models, data and unit tests), as ``marts build`` runs it.
+    """``dbt build`` of the interval (models and data tests), as ``marts build`` runs it.
 
-    ``marts.build`` loads only the seeds whose CSV changed and, on a first
-    build, runs the unit tests once the marts exist. Returns when the build
+    ``marts.build`` loads only the seeds whose CSV changed and leaves dbt's unit tests
+    out (``marts.unit_tests_in_build``: static inputs, run in CI). Returns when the build
     started (the marts' validation leaves out rows changed since) and the
     nodes' outcome.
     """
@@ -241,8 +240,9 @@ def build_marts(spark: SparkSession, settings: Settings, interval: Interval) -> 
     built = datetime.now(UTC)
     # The docs are generated here, in the build's session, for what the build left:
     # ``dbt docs generate`` reads the catalog through a SparkSession, and a task of its
-    # own would pay a JVM start (about 20 s) for the 5 s it needs.
-    _dbt(settings, ["docs", "generate", "--static"])
+    # own would pay a JVM start (about 20 s) for the 5 s it needs. With the build's vars,
+    # dbt reuses the project the build parsed (partial parsing; other vars re-parse it).
+    _dbt(settings, ["docs", "generate", "--static"], result.window)
     return {
         "build_started": started.isoformat(),
         "seeded": bool(result.seeds_loaded),

@@ -117,6 +117,14 @@ def build(
         list[str] | None,
         typer.Option("--select", help="dbt node selection (repeat), e.g. fct_quakes+."),
     ] = None,
+    unit_tests: Annotated[
+        bool,
+        typer.Option(
+            "--unit-tests",
+            help="Run dbt's unit tests in this build too (default: marts.unit_tests_in_build; "
+            "`marts test` runs them).",
+        ),
+    ] = False,
 ) -> None:
     """Seed, build and test the marts for an interval of event dates and its lookback."""
     from marts import build as steps
@@ -140,6 +148,7 @@ def build(
                     select=select,
                     progress=on_node,
                     on_step=_on_step,
+                    unit_tests=True if unit_tests else None,
                 )
         finally:
             _show_last_run()
@@ -157,7 +166,14 @@ def _show_last_run() -> None:
 
 
 @app.command("test")
-def test() -> None:
+def test(
+    select: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--select", help="dbt node selection (repeat), e.g. test_type:unit or fct_quakes."
+        ),
+    ] = None,
+) -> None:
     """Run the marts' data and unit tests, and the sources' freshness."""
     from marts.runner import require_success, run_dbt
 
@@ -165,7 +181,8 @@ def test() -> None:
         settings = load_settings()
         window = _window(settings, None, None)
         _spark(settings)
-        for args, title in ((["source", "freshness"], "freshness"), (["test"], "dbt test")):
+        tests = ["test", *(["--select", *select] if select else [])]
+        for args, title in ((["source", "freshness"], "freshness"), (tests, "dbt test")):
             with node_progress(title) as on_node:
                 run = run_dbt(settings, args, window, on_node)
             _summary(run)

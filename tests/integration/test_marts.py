@@ -35,12 +35,13 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
 from core.settings import PROJECT_ROOT, Settings, settings_env
 from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M, SILVER_QUAKES
-from marts.build import INCREMENTAL_MARTS
+from marts.build import INCREMENTAL_MARTS, UNIT_TESTS_LEFT_OUT
 from marts.profiles import dbt_work_dir, marts_root
 from streamhouse.runtime import stack
 
@@ -125,6 +126,8 @@ class Scenario:
     after_incremental: dict[str, int] = field(default_factory=dict)
     #: The incremental build's nodes (dbt's run_results.json): name -> status.
     incremental_nodes: dict[str, str] = field(default_factory=dict)
+    #: Their unique ids.
+    incremental_ids: list[str] = field(default_factory=list)
     before_incremental: dict[str, int] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -267,6 +270,7 @@ def scenario(infra_stack: Settings, spark: SparkSession) -> Iterator[Scenario]:
         incremental_nodes={
             r["unique_id"].split(".")[2]: r["status"] for r in run_results["results"]
         },
+        incremental_ids=[r["unique_id"] for r in run_results["results"]],
         before_incremental=before_incremental,
         seconds=seconds,
     )
@@ -307,6 +311,31 @@ def test_the_incremental_build_passes(scenario: Scenario) -> None:
     assert scenario.incremental.returncode == 0, _output(scenario.incremental)
     # The seeds were loaded by the first build and are unchanged: not reloaded.
     assert "seeds to load: none (unchanged)" in scenario.incremental.stderr
+
+
+def test_a_build_leaves_the_unit_tests_to_marts_test(scenario: Scenario) -> None:
+    """dbt's unit tests have static inputs: no build runs them (dbt Labs: development and CI
+    only); ``marts test`` does, on the stack's catalog, each of them passing."""
+    said = " ".join(scenario.incremental.stderr.split())
+    assert UNIT_TESTS_LEFT_OUT in said, said[-2000:]
+    assert scenario.incremental_ids, "the incremental build ran no node"
+    assert not [i for i in scenario.incremental_ids if i.startswith("unit_test.")]
+
+    step = time.monotonic()
+    result = _cli(scenario.settings, "marts", "test", "--select", "test_type:unit")
+    scenario.seconds["marts test --select test_type:unit"] = time.monotonic() - step
+    assert result.returncode == 0, _output(result)
+    results = json.loads(
+        (dbt_work_dir(scenario.settings) / "target" / "run_results.json").read_text()
+    )["results"]
+    ran = {r["unique_id"].rsplit(".", 1)[-1]: r["status"] for r in results}
+    declared = {
+        test["name"]
+        for spec in (PROJECT_ROOT / "dbt" / "models").rglob("*.yml")
+        for test in (yaml.safe_load(spec.read_text()) or {}).get("unit_tests", [])
+    }
+    assert declared, "no unit test declared under dbt/models"
+    assert ran == dict.fromkeys(declared, "pass"), ran
 
 
 def test_the_incremental_build_leaves_out_the_static_marts_not_their_relationships(

@@ -134,9 +134,16 @@ def test_an_interval_is_explicit_and_ordered(tmp_path: Path) -> None:
 def test_build_arguments_leave_fresh_seeds_and_first_unit_tests_out() -> None:
     from marts.build import build_arguments
 
-    assert build_arguments(full_refresh=False, select=[], fresh_seeds=[], first=False) == ["build"]
     assert build_arguments(
-        full_refresh=True, select=["fct_quakes+"], fresh_seeds=["fe_regions"], first=True
+        full_refresh=False, select=[], fresh_seeds=[], first=False, unit_tests=True
+    ) == ["build"]
+    # Asked for on a first build, the unit tests run after it (UNIT_TESTS).
+    assert build_arguments(
+        full_refresh=True,
+        select=["fct_quakes+"],
+        fresh_seeds=["fe_regions"],
+        first=True,
+        unit_tests=True,
     ) == [
         "build",
         "--full-refresh",
@@ -149,6 +156,18 @@ def test_build_arguments_leave_fresh_seeds_and_first_unit_tests_out() -> None:
     ]
 
 
+def test_a_production_build_leaves_the_unit_tests_out() -> None:
+    """dbt's unit tests have static inputs: a build runs them only when asked."""
+    from marts.build import build_arguments
+
+    for first in (False, True):
+        assert build_arguments(full_refresh=False, select=[], fresh_seeds=[], first=first) == [
+            "build",
+            "--exclude-resource-type",
+            "unit_test",
+        ]
+
+
 def test_build_arguments_leave_unchanged_static_marts_out_cautiously() -> None:
     from marts.build import build_arguments
 
@@ -158,6 +177,7 @@ def test_build_arguments_leave_unchanged_static_marts_out_cautiously() -> None:
         fresh_seeds=["fe_regions"],
         first=False,
         unchanged=["dim_date", "dim_region"],
+        unit_tests=True,
     ) == [
         "build",
         "--exclude",
