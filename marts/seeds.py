@@ -32,10 +32,17 @@ def seed_checksums(project_dir: Path) -> dict[str, str]:
 
 
 def recorded_property(spark: SparkSession, table: str, name: str) -> str | None:
-    """The table property ``name`` of ``table``; None when the table or the property is missing."""
-    if not spark.catalog.tableExists(table):
+    """The table property ``name`` of ``table``; None when the table or the property is missing.
+
+    One statement: a table that is missing (or unreadable) fails it, and a property of a
+    table that cannot be read is as good as missing (what it records is rebuilt).
+    """
+    from pyspark.errors import AnalysisException
+
+    try:
+        detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
+    except AnalysisException:  # TABLE_OR_VIEW_NOT_FOUND, DELTA_PATH_DOES_NOT_EXIST
         return None
-    detail = spark.sql(f"DESCRIBE DETAIL {table}").first()
     properties = (detail["properties"] if detail is not None else None) or {}
     value = properties.get(name)
     return str(value) if value is not None else None

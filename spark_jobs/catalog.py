@@ -165,6 +165,13 @@ def _name_taken(spark: SparkSession, schema: str, name: str) -> bool:
     return bool(spark.sql(f"SHOW TABLES IN {schema} LIKE '{name}'").collect())
 
 
+def _table_names(spark: SparkSession, schema: str) -> set[str]:
+    """Every name the metastore holds in ``schema``, in one call, loading no table."""
+    return {
+        str(row["tableName"]).lower() for row in spark.sql(f"SHOW TABLES IN {schema}").collect()
+    }
+
+
 def registered_location(spark: SparkSession, name: str) -> str | None:
     """Where the catalog's Delta table ``name`` lives; None when no Delta table is there."""
     from pyspark.errors import AnalysisException
@@ -176,20 +183,29 @@ def registered_location(spark: SparkSession, name: str) -> str | None:
     return str(detail["location"]) if detail is not None else None
 
 
-def register_table(spark: SparkSession, settings: Settings, table: Table) -> bool:
+def register_table(
+    spark: SparkSession, settings: Settings, table: Table, names: set[str] | None = None
+) -> bool:
     """Register ``table`` by location when its Delta log exists; True when it is registered.
 
     A registration pointing elsewhere (the lake moved: ``lake_root`` changed)
     is replaced; the table is external, so dropping it keeps every file.
+    ``names``: the lake schema's names (``_table_names``), when the caller listed them.
+    A name already at its place costs one look at its table (``DESCRIBE DETAIL``).
     """
     path = table.path(settings.lake_uri)
+    name = qualified_name(settings, table)
+    if names is None:
+        taken = _name_taken(spark, settings.catalog.lake_schema, table.name)
+    else:
+        taken = table.name.lower() in names
+    location = registered_location(spark, name) if taken else None
+    # A location DESCRIBE DETAIL answered for holds a Delta table: nothing to do.
+    if location is not None and _same_location(location, path):
+        return True
     if not table_exists(spark, path):
         return False
-    name = qualified_name(settings, table)
-    if _name_taken(spark, settings.catalog.lake_schema, table.name):
-        location = registered_location(spark, name)
-        if location is not None and _same_location(location, path):
-            return True
+    if taken:
         # Elsewhere, or at a location that no longer holds a Delta table (a lake
         # deleted under its name): re-pointed, or the name would stay unreadable.
         log.warning("%s pointed at %s; registering it at %s", name, location or "nothing", path)
@@ -204,8 +220,9 @@ def register_lake_tables(spark: SparkSession, settings: Settings) -> dict[str, b
     """Register every lake table that exists; by qualified name, whether it is registered."""
     ensure_schemas(spark, settings)
     with metastore_lock(settings):
+        names = _table_names(spark, settings.catalog.lake_schema)
         return {
-            qualified_name(settings, table): register_table(spark, settings, table)
+            qualified_name(settings, table): register_table(spark, settings, table, names)
             for table in TABLES.values()
         }
 

@@ -24,6 +24,7 @@ from spark_jobs.catalog import (
     ensure_schemas,
     metastore_lock,
     open_metastore,
+    register_lake_tables,
     register_table,
     registered_location,
     require_metastore,
@@ -65,6 +66,32 @@ def test_a_name_whose_files_went_away_is_listed_and_registered_again(
         kept.lake_uri
     ).removeprefix("file:").rstrip("/")
     assert spark.table(name).count() == 0
+
+
+def test_the_lake_is_registered_from_one_listing_and_a_moved_name_follows(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    """``register_lake_tables`` lists the schema once and looks at each registered table
+    once; a name at its place stays, a name whose files went away is re-pointed, a table
+    with no Delta log is not registered."""
+    first, moved = _lake(tmp_path / "first"), _lake(tmp_path / "moved")
+    like = spark.createDataFrame([("q1", 1)], "entity_id string, updated_ms long")
+    for settings in (first, moved):
+        ensure_table(spark, SILVER_QUAKES, SILVER_QUAKES.path(settings.lake_uri), like)
+    name = "unit_catalog_lake.quakes"
+    spark.sql(f"DROP TABLE IF EXISTS {name}")
+
+    registered = register_lake_tables(spark, first)
+    assert registered[name] and sum(registered.values()) == 1, registered
+    assert register_lake_tables(spark, first) == registered  # at its place: left as it is
+
+    shutil.rmtree(SILVER_QUAKES.path(first.lake_uri).removeprefix("file:"))
+    assert register_lake_tables(spark, moved) == registered
+    location = registered_location(spark, name)
+    assert location is not None
+    assert location.removeprefix("file:").rstrip("/") == SILVER_QUAKES.path(
+        moved.lake_uri
+    ).removeprefix("file:").rstrip("/")
 
 
 def _catalog_down(tmp_path: Path) -> tuple[Settings, int]:
