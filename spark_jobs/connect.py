@@ -47,6 +47,26 @@ def token_file(settings: Settings) -> Path:
     return settings.state_dir / "spark" / "connect" / "token"
 
 
+def serving_file(settings: Settings) -> Path:
+    """Written by the server, with its pid, once its driver is built and its catalog open.
+
+    Its gRPC port opens earlier, while Spark builds the context (the plugin starts
+    it): a client answered then fails with "No active or default Spark session
+    found", so readiness is this file, not the port.
+    """
+    return settings.state_dir / "spark" / "connect" / "serving"
+
+
+def is_serving(settings: Settings, pid: int | None) -> bool:
+    """True when the server running as ``pid`` said it serves (``serving_file``)."""
+    if pid is None:
+        return False
+    try:
+        return int(serving_file(settings).read_text().strip()) == pid
+    except (OSError, ValueError):
+        return False
+
+
 def server_token(settings: Settings) -> str | None:
     """The token the server asks for: the setting, else the stored one, generated on first use;
     None when authentication is off."""

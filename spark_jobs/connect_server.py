@@ -13,7 +13,14 @@ import threading
 from types import FrameType
 
 from core.settings import Settings
-from spark_jobs.connect import SERVICE, TOKEN_ENV, client_url, server_config, server_token
+from spark_jobs.connect import (
+    SERVICE,
+    TOKEN_ENV,
+    client_url,
+    server_config,
+    server_token,
+    serving_file,
+)
 from spark_jobs.session import build_spark
 
 
@@ -30,11 +37,18 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    marker = serving_file(settings)
+    marker.unlink(missing_ok=True)
     spark = build_spark(settings, SERVICE, extra_config=server_config(settings))
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text(f"{os.getpid()}\n")
     auth = "token required" if token is not None else "no authentication"
     print(f"{SERVICE}: serving {client_url(settings)} ({auth})", flush=True)
-    stop.wait()
-    spark.stop()
+    try:
+        stop.wait()
+    finally:
+        marker.unlink(missing_ok=True)
+        spark.stop()
 
 
 if __name__ == "__main__":

@@ -23,10 +23,11 @@ import httpx
 from core.errors import UserFacingError
 from core.jars import Coordinate, JarBundle, spark_bundles
 from core.settings import PROJECT_ROOT, Settings, settings_env
+from spark_jobs.connect import is_serving
 from streamhouse.runtime import airflow, postgres
 from streamhouse.runtime.java import check_java
 from streamhouse.runtime.maven import resolve_bundle
-from streamhouse.runtime.process import ServicePaths, port_in_use
+from streamhouse.runtime.process import ServicePaths, port_in_use, read_pid
 
 INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus", "alertmanager", "pushgateway")
 PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background", "spark-connect")
@@ -576,7 +577,13 @@ def _spark_connect(settings: Settings) -> ServiceSpec:
         settings, "spark-connect", port, needs, ["spark_jobs.connect_server"], secrets=True
     )
     spec.resolve = lambda: resolve_spark_jars(settings)
-    spec.ready = lambda: port_in_use(rt.host, port)
+    paths = ServicePaths(settings.state_dir / "spark-connect")
+
+    def ready() -> bool:
+        # The port opens before the driver can serve a session (``serving_file``).
+        return port_in_use(rt.host, port) and is_serving(settings, read_pid(paths))
+
+    spec.ready = ready
     return spec
 
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from core.settings import PROJECT_ROOT, Settings, settings_env
+from spark_jobs.catalog import metastore_lock
 from streamhouse.runtime import stack
+from streamhouse.runtime.process import port_in_use
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -52,6 +56,19 @@ else:
 """
 
 
+#: A client's first statement: what it got.
+_FIRST_CLIENT = """
+from core.settings import Settings
+from spark_jobs.connect import connect_session
+try:
+    n = connect_session(Settings(), "first-client").sql("SELECT 1 AS n").collect()[0]["n"]
+except Exception as error:
+    print(type(error).__name__, " ".join(str(error).split())[:500])
+else:
+    print(f"answered {n}")
+"""
+
+
 def _client(settings: Settings, code: str, *args: str) -> str:
     env = settings_env(settings)
     for name in ("SPARK_REMOTE", "SPARK_CONNECT_AUTHENTICATE_TOKEN"):
@@ -67,6 +84,50 @@ def _client(settings: Settings, code: str, *args: str) -> str:
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout.strip().splitlines()[-1]
+
+
+def test_the_server_is_ready_once_its_driver_can_serve_not_when_its_port_opens(
+    infra_stack: Settings,
+) -> None:
+    """The Connect plugin opens the port while Spark builds the driver, before the driver
+    opened the catalog (under the metastore lock) and before a session can be served: a
+    client then got "No active or default Spark session found". Here the lock is held
+    while the server starts, so its port is open and its driver waits: ``stack up``
+    must not call it ready until the lock is released."""
+    settings = infra_stack
+    host, port = settings.runtime.host, settings.runtime.ports.spark_connect
+    stack.down(settings, ["spark-connect"], report=print)
+    holding, release, started = threading.Event(), threading.Event(), threading.Event()
+    failures: list[BaseException] = []
+
+    def hold() -> None:
+        with metastore_lock(settings):
+            holding.set()
+            release.wait(180)
+
+    def start() -> None:
+        try:
+            stack.up(settings, ["spark-connect"], report=print)
+        except BaseException as error:  # shown by the assertion below
+            failures.append(error)
+        finally:
+            started.set()
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert holding.wait(60), "could not take the metastore lock"
+    try:
+        threading.Thread(target=start, daemon=True).start()
+        deadline = time.monotonic() + 170
+        while not port_in_use(host, port):
+            assert not started.is_set(), f"spark-connect ended its start early: {failures}"
+            assert time.monotonic() < deadline, "spark-connect never opened its port"
+            time.sleep(0.5)
+        # Port open, driver waiting on the catalog: not ready.
+        assert not started.wait(8), "stack up said spark-connect was ready before it could serve"
+    finally:
+        release.set()
+    assert started.wait(240) and not failures, failures
+    assert _client(settings, _FIRST_CLIENT) == "answered 1"
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,10 @@ from core.settings import Settings
 from spark_jobs.connect import (
     client_url,
     connect_session,
+    is_serving,
     server_config,
     server_token,
+    serving_file,
     token_file,
 )
 from streamhouse.runtime.services import build_services
@@ -42,6 +44,20 @@ def test_the_token_is_generated_once_owner_only_and_a_setting_wins(tmp_path: Pat
     given = Settings(state_dir=tmp_path, spark={"connect_token": SecretStr("from-settings")})
     assert server_token(given) == "from-settings"
     assert server_token(Settings(state_dir=tmp_path, spark={"connect_auth": False})) is None
+
+
+def test_the_server_is_serving_only_by_its_own_word(tmp_path: Path) -> None:
+    """Ready = the running server's pid in the file it writes once its driver is built; a
+    file left by an earlier server, or none, is not ready."""
+    settings = Settings(state_dir=tmp_path)
+    assert not is_serving(settings, 4242)
+    serving_file(settings).parent.mkdir(parents=True)
+    serving_file(settings).write_text("4242\n")
+    assert is_serving(settings, 4242)
+    assert not is_serving(settings, 4343)  # a restarted server has not said so yet
+    assert not is_serving(settings, None)  # no server running
+    serving_file(settings).write_text("")
+    assert not is_serving(settings, 4242)
 
 
 def test_the_server_binds_where_the_settings_say() -> None:
