@@ -159,14 +159,9 @@ def ensure_schemas(spark: SparkSession, settings: Settings) -> None:
             spark.sql(f"CREATE SCHEMA IF NOT EXISTS {schema}")
 
 
-def _name_taken(spark: SparkSession, schema: str, name: str) -> bool:
-    """Whether the metastore holds ``schema.name``, without loading the table (which fails
-    when its files went away, as ``Catalog.tableExists`` and ``listTables`` do)."""
-    return bool(spark.sql(f"SHOW TABLES IN {schema} LIKE '{name}'").collect())
-
-
 def _table_names(spark: SparkSession, schema: str) -> set[str]:
-    """Every name the metastore holds in ``schema``, in one call, loading no table."""
+    """Every name the metastore holds in ``schema``, in one call, loading no table (which
+    fails when its files went away, as ``Catalog.tableExists`` and ``listTables`` do)."""
     return {
         str(row["tableName"]).lower() for row in spark.sql(f"SHOW TABLES IN {schema}").collect()
     }
@@ -196,9 +191,8 @@ def register_table(
     path = table.path(settings.lake_uri)
     name = qualified_name(settings, table)
     if names is None:
-        taken = _name_taken(spark, settings.catalog.lake_schema, table.name)
-    else:
-        taken = table.name.lower() in names
+        names = _table_names(spark, settings.catalog.lake_schema)
+    taken = table.name.lower() in names
     location = registered_location(spark, name) if taken else None
     # A location DESCRIBE DETAIL answered for holds a Delta table: nothing to do.
     if location is not None and _same_location(location, path):
@@ -256,8 +250,9 @@ class LakeRegistrar:
                 ensure_schemas(self._spark, self._settings)
                 self._schemas_ready = True
             with metastore_lock(self._settings):
+                names = _table_names(self._spark, self._settings.catalog.lake_schema)
                 for name in sorted(self._missing):
-                    if register_table(self._spark, self._settings, TABLES[name]):
+                    if register_table(self._spark, self._settings, TABLES[name], names):
                         self._missing.discard(name)
         except Exception as error:  # the metastore, PostgreSQL or a credentials file
             log.warning("could not register the lake's tables yet: %s", str(error).splitlines()[0])
@@ -284,8 +279,7 @@ def describe_tables(spark: SparkSession, settings: Settings, count: bool) -> lis
     for schema in (settings.catalog.lake_schema, settings.catalog.marts_schema):
         if not spark.catalog.databaseExists(schema):
             continue
-        # SHOW TABLES, not Catalog.listTables (see _name_taken).
-        names = sorted(r["tableName"] for r in spark.sql(f"SHOW TABLES IN {schema}").collect())
+        names = sorted(_table_names(spark, schema))
         views = {r["viewName"] for r in spark.sql(f"SHOW VIEWS IN {schema}").collect()}
         for table_name in names:
             name = f"{schema}.{table_name}"

@@ -577,7 +577,7 @@ def _spark_connect(settings: Settings) -> ServiceSpec:
         settings, "spark-connect", port, needs, ["spark_jobs.connect_server"], secrets=True
     )
     spec.resolve = lambda: resolve_spark_jars(settings)
-    paths = ServicePaths(settings.state_dir / "spark-connect")
+    paths = ServicePaths(settings.state_dir / spec.name)
 
     def ready() -> bool:
         # The port opens before the driver can serve a session (``serving_file``).
