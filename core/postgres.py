@@ -117,9 +117,9 @@ def superuser_credentials(settings: Settings, database: str = "postgres") -> PgC
 
 
 def role_credentials(
-    settings: Settings, name: str, password: SecretStr | None = None
+    settings: Settings, name: str, password: SecretStr | None = None, database: str | None = None
 ) -> PgCredentials:
-    """The credentials of the role ``name`` on its database ``name``.
+    """The credentials of the role ``name`` on ``database`` (default: its own, ``name``).
 
     ``password`` (from the settings) wins; otherwise the generated one, which
     ``streamhouse stack up postgres`` creates.
@@ -127,11 +127,11 @@ def role_credentials(
     secret = password or stored_password(settings, name)
     if secret is None:
         raise UserFacingError(
-            f"No credentials for the PostgreSQL database {name!r} in {credentials_dir(settings)}: "
+            f"No credentials for the PostgreSQL role {name!r} in {credentials_dir(settings)}: "
             "start the stack's PostgreSQL with `streamhouse stack up postgres`."
         )
     host, port = settings.postgres_address
-    return PgCredentials(host, port, name, name, secret)
+    return PgCredentials(host, port, database or name, name, secret)
 
 
 def metastore_credentials(settings: Settings) -> PgCredentials:

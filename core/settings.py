@@ -349,6 +349,8 @@ class ServicePorts(BaseModel):
     # 9093 is Kafka's controller, so Alertmanager moves off its usual port.
     alertmanager: int = 9095
     pushgateway: int = 9091
+    # Prometheus' PostgreSQL exporter, its usual port: the catalog's server as metrics.
+    postgres_exporter: int = 9187
     # Airflow's API server (UI, REST API, the tasks' execution API). Its scheduler,
     # dag-processor and triggerer listen on no port (their log servers are off:
     # every log is a local file the API server reads).
@@ -377,6 +379,10 @@ class RuntimeSettings(BaseModel):
     )
     pushgateway_cmd: str = Field(
         "prometheus-pushgateway", description="Pushgateway binary (Debian's package name)."
+    )
+    postgres_exporter_cmd: str = Field(
+        "prometheus-postgres-exporter",
+        description="PostgreSQL exporter binary (Debian's package name).",
     )
     min_java_version: int = 17
 
@@ -412,6 +418,16 @@ class PostgresSettings(BaseModel):
         100, ge=10, description="Connections the embedded server admits (metastore pools, Airflow)."
     )
     connect_timeout_s: int = Field(5, ge=1, description="Timeout of opening a connection.")
+    monitor_role: str = Field(
+        "streamhouse_monitor",
+        description="Role the metrics exporter logs in as: pg_monitor's read-only statistics, "
+        "no database of its own, no data.",
+    )
+    monitor_password: SecretStr | None = Field(
+        None,
+        description="Password of the monitor role; default: one generated for it "
+        "(<state_dir>/postgres/credentials, mode 0600).",
+    )
 
 
 class CatalogSettings(BaseModel):
@@ -442,6 +458,18 @@ class CatalogSettings(BaseModel):
         gt=0,
         description="How long a process waits for the metastore lock (held while another "
         "opens the metastore or registers tables) before it reports who holds it.",
+    )
+    pool_max_connections: int = Field(
+        3,
+        ge=1,
+        description="Connections each of a Spark driver's two metastore pools may open "
+        "(DataNucleus' HikariCP pools). Hive's default, 10 kept open per pool, held 20 "
+        "idle connections per driver: five drivers filled PostgreSQL's 100.",
+    )
+    pool_idle_timeout_s: int = Field(
+        60,
+        ge=10,
+        description="A pool closes connections idle for this long, down to one per pool.",
     )
     lake_schema: str = Field("lake", description="Schema of the lake's tables (by location).")
     marts_schema: str = Field("marts", description="Schema of the dbt marts (and seeds).")
@@ -736,6 +764,10 @@ class AirflowSettings(BaseModel):
     )
 
 
+#: Validation results on the Data Docs index: about five weeks of the daily DAG's five suites.
+DOCS_INDEX_LIMIT = 175
+
+
 class QualitySettings(BaseModel):
     """Great Expectations: the file context in the repository, its results and docs site."""
 
@@ -754,6 +786,14 @@ class QualitySettings(BaseModel):
     )
     results_dir: Path | None = Field(
         None, description="Where validation results are kept; default: <state_dir>/quality."
+    )
+    docs_index_limit: int = Field(
+        DOCS_INDEX_LIMIT,
+        ge=1,
+        description="The Data Docs index lists the latest this many validation results "
+        "(GX's validation_results_limit); older results stay in the results store and their "
+        "pages on the site. Without a limit every checkpoint run reads every stored result "
+        "to rebuild the index, so a daily run slows down as the history grows.",
     )
 
 

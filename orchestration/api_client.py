@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ import httpx
 from core.errors import UserFacingError
 
 FINISHED_RUN_STATES = ("success", "failed")
+ACTIVE_RUN_STATES = ("queued", "running")
 
 
 @dataclass
@@ -97,6 +99,39 @@ class AirflowApi:
             body["dag_run_id"] = run_id
         run = self.request("POST", f"/dags/{quote(dag_id)}/dagRuns", json=body)
         return str(run["dag_run_id"])
+
+    def backfill_day(self, dag_id: str, day: date, conf: dict[str, Any]) -> str:
+        """A backfill of the one ``day`` (its run's data interval is the day); its run id.
+
+        A backfill's runs count against its own ``max_active_runs``, not the DAG's, so a
+        scheduled run still waiting for its data (a sensor) does not hold the day back;
+        a finished run of the same day is run again (``reprocess_behavior``).
+        """
+        start = f"{day.isoformat()}T00:00:00Z"
+        self.request(
+            "POST",
+            "/backfills",
+            json={
+                "dag_id": dag_id,
+                "from_date": start,
+                "to_date": start,
+                "dag_run_conf": conf,
+                "max_active_runs": 1,
+                "reprocess_behavior": "completed",
+            },
+        )
+        answer = self.request(
+            "GET",
+            f"/dags/{quote(dag_id)}/dagRuns",
+            params={"logical_date_gte": start, "logical_date_lte": start},
+        )
+        runs = [r for r in answer["dag_runs"] if r.get("state") in ACTIVE_RUN_STATES]
+        if len(runs) != 1:
+            raise UserFacingError(
+                f"The backfill of {dag_id} for {day} left {len(runs)} active run(s) of that day "
+                "instead of one: see the Backfills in Airflow's UI."
+            )
+        return str(runs[0]["dag_run_id"])
 
     def run(self, dag_id: str, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self.request(

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from core.settings import Settings
+from core.settings import DOCS_INDEX_LIMIT, Settings
 from quality.context import (
     BATCH_DEFINITION,
     DATASOURCE,
@@ -54,7 +54,11 @@ def project_config(existing: dict[str, Any]) -> dict[str, Any]:
                 "class_name": "TupleFilesystemStoreBackend",
                 "base_directory": f"${{{DOCS_VARIABLE}}}",
             },
-            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+            "site_index_builder": {
+                "class_name": "DefaultSiteIndexBuilder",
+                # The default of the settings; quality.context applies the running one.
+                "validation_results_limit": DOCS_INDEX_LIMIT,
+            },
         }
     }
     config["analytics_enabled"] = False

@@ -55,4 +55,20 @@ def file_context(settings: Settings) -> Iterator[FileDataContext]:
         import quality.actions  # noqa: F401  (registers the streamhouse_alert action type)
 
         context = gx.get_context(mode="file", project_root_dir=str(settings.quality.project_dir))
+        limit_docs_index(context, settings.quality.docs_index_limit)
         yield context
+
+
+def limit_docs_index(context: FileDataContext, limit: int) -> None:
+    """The docs site's index lists the latest ``limit`` validation results (for this context
+    only: the committed ``great_expectations.yml`` keeps the default).
+
+    GX rebuilds the index after every checkpoint run, reading each validation result the
+    index lists; with no limit that is every result ever stored.
+    """
+    # The project's own config: ``context.variables`` hands out substituted copies.
+    site = (context.config.data_docs_sites or {}).get(DOCS_SITE)
+    if site is None:
+        raise ValueError(f"the GX context has no docs site {DOCS_SITE!r}")
+    index_builder = site.setdefault("site_index_builder", {"class_name": "DefaultSiteIndexBuilder"})
+    index_builder["validation_results_limit"] = limit

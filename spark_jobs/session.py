@@ -83,6 +83,13 @@ def metastore_properties(settings: Settings) -> dict[str, str]:
         "hive.metastore.schema.verification": "false",
         # Hive 2.3 defaults to BoneCP, which Spark does not ship; HikariCP it does.
         "datanucleus.connectionPoolingType": "HikariCP",
+        # Two pools per driver (transactional, and one for schema and id generation).
+        # Hive's defaults keep 10 connections open in each, idle or not; Spark calls the
+        # metastore one call at a time per driver (HiveExternalCatalog is synchronized).
+        "datanucleus.connectionPool.maxPoolSize": str(settings.catalog.pool_max_connections),
+        "datanucleus.connectionPool.minIdle": "1",
+        # HikariCP's idleTimeout, in milliseconds (DataNucleus names it maxIdle).
+        "datanucleus.connectionPool.maxIdle": str(settings.catalog.pool_idle_timeout_s * 1000),
         "hive.metastore.warehouse.dir": settings.warehouse_uri,
     }
 

@@ -161,6 +161,18 @@ HEALTH = Row(
             fed_by="streaming job (liveness of the reliability work, issue 11)",
         ),
         Panel(
+            title="Catalog database: connections per database, and the limit",
+            description="Sessions open on the catalog's PostgreSQL (the Hive metastore of every "
+            "Spark process, Airflow's metadata) against its max_connections; 0 lines when it "
+            "is down (alert CatalogDatabaseDown).",
+            queries=(
+                Query("sum by (datname) (pg_stat_activity_count)", "{{datname}}"),
+                Query("max(pg_settings_max_connections)", "max_connections"),
+            ),
+            unit=Unit.COUNT,
+            fed_by="postgres-exporter (Debian's prometheus-postgres-exporter, role pg_monitor)",
+        ),
+        Panel(
             title="Processes up",
             description="1 while Prometheus scrapes the process.",
             queries=(Query("up", "{{job}}"),),

@@ -14,13 +14,16 @@ generated password kept like the superuser's (``core.postgres``).
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
 import stat
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import SecretStr
 
@@ -36,6 +39,9 @@ from core.postgres import (
 )
 from core.settings import Settings
 from streamhouse.runtime.process import ServicePaths
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 @dataclass(frozen=True)
@@ -209,6 +215,59 @@ def is_ready(settings: Settings) -> bool:
 _ENSURE_LOCK = 0x5354_4D48_5345  # "STMHSE"
 
 
+def _set_role(
+    connection: psycopg.Connection[Any], settings: Settings, name: str, password: SecretStr | None
+) -> SecretStr:
+    """Create ``name`` as a login role, or re-apply its password; the password.
+
+    The password goes to the server as a SCRAM verifier computed here, so the clear
+    text appears in no statement, log or ``pg_stat_activity``. ``password`` (from the
+    settings) is applied and not stored; without it the stored one, else a new one.
+    """
+    from psycopg import sql
+
+    secret = password or stored_password(settings, name) or generate_password()
+    verifier = connection.pgconn.encrypt_password(
+        secret.get_secret_value().encode(), name.encode(), b"scram-sha-256"
+    ).decode()
+    exists = connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)).fetchone()
+    verb = "ALTER" if exists else "CREATE"
+    statement = f"{verb} ROLE {{}} WITH LOGIN PASSWORD {{}}"
+    connection.execute(sql.SQL(statement).format(sql.Identifier(name), sql.Literal(verifier)))
+    if password is None:
+        store_password(settings, name, secret)
+    return secret
+
+
+def _check_name(name: str, what: str) -> None:
+    if not name.replace("_", "").isalnum() or not name[0].isalpha():
+        raise UserFacingError(
+            f"{name!r} is not a valid {what} name: start with a letter, then use letters, "
+            "digits and underscores."
+        )
+
+
+@contextlib.contextmanager
+def _as_superuser(settings: Settings, purpose: str) -> Iterator[psycopg.Connection[Any]]:
+    """A superuser connection holding the lock that serialises role and database changes;
+    a refused connection or statement becomes one sentence naming ``purpose``."""
+    import psycopg
+
+    superuser = superuser_credentials(settings)
+    timeout = settings.postgres.connect_timeout_s
+    try:
+        with psycopg.connect(**superuser.conninfo(timeout), autocommit=True) as connection:  # type: ignore[arg-type]
+            connection.execute("SELECT pg_advisory_lock(%s)", (_ENSURE_LOCK,))
+            yield connection
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_ENSURE_LOCK,))
+    except psycopg.Error as error:
+        host, port = settings.postgres_address
+        raise UserFacingError(
+            f"PostgreSQL at {host}:{port} refused to {purpose} "
+            f"({str(error).strip().splitlines()[0]}): check it runs (`streamhouse stack status`)."
+        ) from None
+
+
 def ensure_database(
     settings: Settings, name: str, password: SecretStr | None = None
 ) -> PgCredentials:
@@ -217,50 +276,35 @@ def ensure_database(
     Idempotent: an existing role keeps the password stored for it (re-applied,
     so the role and the file always agree) and an existing database is left
     alone. ``password`` (from the settings, e.g. in containers) is applied
-    instead of a generated one and not stored. The password goes to the
-    server as a SCRAM verifier computed here, so the clear text appears in no
-    statement, log or ``pg_stat_activity``.
-    Other roles cannot connect to the database.
+    instead of a generated one and not stored. Other roles cannot connect to
+    the database.
     """
-    import psycopg
     from psycopg import sql
 
-    if not name.replace("_", "").isalnum() or not name[0].isalpha():
-        raise UserFacingError(
-            f"{name!r} is not a valid database name: start with a letter, then use letters, "
-            "digits and underscores."
-        )
-    superuser = superuser_credentials(settings)
-    timeout = settings.postgres.connect_timeout_s
-    try:
-        with psycopg.connect(**superuser.conninfo(timeout), autocommit=True) as connection:  # type: ignore[arg-type]
-            connection.execute("SELECT pg_advisory_lock(%s)", (_ENSURE_LOCK,))
-            secret = password or stored_password(settings, name) or generate_password()
-            verifier = connection.pgconn.encrypt_password(
-                secret.get_secret_value().encode(), name.encode(), b"scram-sha-256"
-            ).decode()
-            role = sql.Identifier(name)
-            exists = connection.execute(
-                "SELECT 1 FROM pg_roles WHERE rolname = %s", (name,)
-            ).fetchone()
-            statement = (
-                "ALTER ROLE {} WITH LOGIN PASSWORD {}"
-                if exists
-                else ("CREATE ROLE {} WITH LOGIN PASSWORD {}")
-            )
-            connection.execute(sql.SQL(statement).format(role, sql.Literal(verifier)))
-            if password is None:
-                store_password(settings, name, secret)
-            if not connection.execute(
-                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
-            ).fetchone():
-                connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
-                connection.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
-            connection.execute("SELECT pg_advisory_unlock(%s)", (_ENSURE_LOCK,))
-    except psycopg.Error as error:
-        host, port = settings.postgres_address
-        raise UserFacingError(
-            f"PostgreSQL at {host}:{port} refused to create database {name!r} "
-            f"({str(error).strip().splitlines()[0]}): check it runs (`streamhouse stack status`)."
-        ) from None
+    _check_name(name, "database")
+    with _as_superuser(settings, f"create database {name!r}") as connection:
+        secret = _set_role(connection, settings, name, password)
+        role = sql.Identifier(name)
+        if not connection.execute(
+            "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+        ).fetchone():
+            connection.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(role, role))
+            connection.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(role))
     return role_credentials(settings, name, secret)
+
+
+def ensure_monitor_role(settings: Settings) -> PgCredentials:
+    """The metrics exporter's role (``postgres.monitor_role``): it logs in, reads the
+    server's statistics through ``pg_monitor``, and owns nothing; its credentials.
+
+    Idempotent like ``ensure_database``; it connects to the ``postgres`` database,
+    which every role may.
+    """
+    from psycopg import sql
+
+    name = settings.postgres.monitor_role
+    _check_name(name, "role")
+    with _as_superuser(settings, f"create the monitoring role {name!r}") as connection:
+        secret = _set_role(connection, settings, name, settings.postgres.monitor_password)
+        connection.execute(sql.SQL("GRANT pg_monitor TO {}").format(sql.Identifier(name)))
+    return role_credentials(settings, name, secret, database="postgres")

@@ -10,6 +10,7 @@ run from this virtualenv.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -22,6 +23,7 @@ import httpx
 
 from core.errors import UserFacingError
 from core.jars import Coordinate, JarBundle, spark_bundles
+from core.postgres import password_file
 from core.settings import PROJECT_ROOT, Settings, settings_env
 from spark_jobs.connect import is_serving
 from streamhouse.runtime import airflow, postgres
@@ -29,7 +31,15 @@ from streamhouse.runtime.java import check_java
 from streamhouse.runtime.maven import resolve_bundle
 from streamhouse.runtime.process import ServicePaths, port_in_use, read_pid
 
-INFRA_SERVICES = ("postgres", "kafka", "registry", "prometheus", "alertmanager", "pushgateway")
+INFRA_SERVICES = (
+    "postgres",
+    "kafka",
+    "registry",
+    "prometheus",
+    "alertmanager",
+    "pushgateway",
+    "postgres-exporter",
+)
 PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background", "spark-connect")
 #: The stream's queries split over two drivers: the latency-critical path (ingest
 #: to bronze, the minute windows) alone in one, so the MERGEs of silver, the hour
@@ -327,6 +337,8 @@ def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
         ],
         "loadgen": [f"{rt.host}:{loadgen_port}"] if loadgen_port else [],
         "pushgateway": [f"{rt.host}:{rt.ports.pushgateway}"],
+        # The catalog's server (Hive metastore, Airflow's metadata), through its exporter.
+        "postgres": [f"{rt.host}:{rt.ports.postgres_exporter}"],
     }
 
 
@@ -431,6 +443,46 @@ def _postgres(settings: Settings) -> ServiceSpec:
         # and checkpoints. SIGTERM would wait for every client to leave, and
         # signalling its children directly is not how it wants to be stopped.
         stop_signal=signal.SIGINT,
+    )
+    return spec
+
+
+def _postgres_exporter(settings: Settings) -> ServiceSpec:
+    """Prometheus' PostgreSQL exporter on the catalog's server, as the monitor role.
+
+    Its password reaches it as a file (or, when the settings give one, in its
+    environment), never on its command line; it gets no other variable of ours.
+    """
+    rt = settings.runtime
+    address = f"{rt.host}:{rt.ports.postgres_exporter}"
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        binary = _binary(rt.postgres_exporter_cmd, "prometheus-postgres-exporter")
+        credentials = postgres.ensure_monitor_role(settings)
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "DATA_SOURCE_URI": (
+                f"{credentials.host}:{credentials.port}/{credentials.database}?sslmode=disable"
+            ),
+            "DATA_SOURCE_USER": credentials.user,
+        }
+        if settings.postgres.monitor_password is None:
+            env["DATA_SOURCE_PASS_FILE"] = str(password_file(settings, credentials.user))
+        else:
+            env["DATA_SOURCE_PASS"] = settings.postgres.monitor_password.get_secret_value()
+        spec.env = env
+        return [binary, f"--web.listen-address={address}", "--log.level=warn"]
+
+    def ready() -> bool:
+        # Serving metrics is not enough: pg_up says it could log in and query.
+        try:
+            text = httpx.get(f"http://{address}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return False
+        return any(line.strip() == "pg_up 1" for line in text.splitlines())
+
+    spec = ServiceSpec(
+        "postgres-exporter", rt.ports.postgres_exporter, ("postgres",), prepare, ready
     )
     return spec
 
@@ -597,6 +649,7 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
         _prometheus(settings),
         _alertmanager(settings),
         _pushgateway(settings),
+        _postgres_exporter(settings),
         _simulator(settings),
         _python_service(
             settings,

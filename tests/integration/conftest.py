@@ -76,6 +76,7 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "postgres": 5432 + OFFSET,
         "alertmanager": 9095 + OFFSET,
         "pushgateway": 9091 + OFFSET,
+        "postgres_exporter": 9187 + OFFSET,
         "airflow_api": 8080 + OFFSET,
         "spark_connect": 15002 + OFFSET,
     }

@@ -353,6 +353,7 @@ def test_the_sensor_waits_in_the_triggerer_while_the_day_is_not_complete(
         states = _states(api, run_id)
         started = {t: s for t, s in states.items() if t != "wait_for_bronze" and s != "None"}
         assert not started, f"tasks started before the day was complete: {started}"
+        _a_past_day_runs_beside(api, run_id)
     finally:
         api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{run_id}", json={"state": "failed"})
     assert api.run(DAG_ID, run_id)["state"] == "failed"
@@ -367,6 +368,26 @@ def test_the_sensor_waits_in_the_triggerer_while_the_day_is_not_complete(
         if "has not reached" in line
     ]
     assert len(looks) >= 3, looks
+
+
+def _a_past_day_runs_beside(api: AirflowApi, waiting: str) -> None:
+    """While ``waiting`` holds the DAG's one active run, a day that is over still runs: as
+    a backfill (``streamhouse airflow run-daily``, ``make demo``), whose runs have their own
+    max_active_runs. A manual run stays queued behind it (the demo of 2026-12-07 waited past
+    midnight behind the scheduled run of the day before, whose sensor waits hours)."""
+    backfill = api.backfill_day(DAG_ID, DAY, {"day": DAY.isoformat()})
+    try:
+        deadline = time.monotonic() + 300
+        while _instance(api, backfill, "wait_for_bronze")["state"] != "success":
+            assert time.monotonic() < deadline, (
+                f"the backfill of {DAY} did not start beside the waiting run: "
+                f"{_states(api, backfill)}"
+            )
+            time.sleep(2)
+        assert _instance(api, waiting, "wait_for_bronze")["state"] == "deferred"
+    finally:
+        # Its validations would start (Spark tasks); the point is made.
+        api.request("PATCH", f"/dags/{DAG_ID}/dagRuns/{backfill}", json={"state": "failed"})
 
 
 def _instance(api: AirflowApi, run_id: str, task_id: str) -> dict[str, Any]:

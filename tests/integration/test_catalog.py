@@ -73,6 +73,26 @@ def test_a_database_and_role_per_user(infra_stack: Settings) -> None:
         _connect(other.__class__(other.host, other.port, "probe_two", "probe_two", first.password))
 
 
+def test_the_monitor_role_reads_statistics_not_data(infra_stack: Settings) -> None:
+    """The exporter's role (``postgres.monitor_role``): idempotent, sees every session's
+    statistics (pg_monitor), and may neither enter the metastore's database nor create."""
+    first = postgres.ensure_monitor_role(infra_stack)
+    assert postgres.ensure_monitor_role(infra_stack) == first
+    assert first.database == "postgres"
+    postgres.ensure_database(infra_stack, "probe_watched")
+    with _connect(first) as connection:
+        row = connection.execute(
+            "SELECT pg_has_role(current_user, 'pg_monitor', 'member'), "
+            "(SELECT count(*) FROM pg_stat_database WHERE datname = 'probe_watched')"
+        ).fetchone()
+        assert row == (True, 1)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            connection.execute("CREATE TABLE watched (x int)")
+    intruder = first.__class__(first.host, first.port, "probe_watched", first.user, first.password)
+    with pytest.raises(psycopg.OperationalError, match="permission denied"):
+        _connect(intruder)
+
+
 def _registered_tables(settings: Settings) -> set[str]:
     with _connect(metastore_credentials(settings)) as connection:
         rows = connection.execute(
@@ -127,6 +147,75 @@ def test_two_spark_processes_share_the_catalog(running_stack: Settings) -> None:
     )
     assert Path(f"/proc/{streaming_pid}").exists(), "the streaming job stopped meanwhile"
     assert time.monotonic() - began < 300
+
+
+def _process_tree(pid: int) -> set[int]:
+    """``pid`` and its descendants (the service's Python process and its JVM)."""
+    parents: dict[int, int] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+            after = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(stat_file.parent.name)] = int(after[1])
+    tree = {pid}
+    while True:
+        more = {child for child, parent in parents.items() if parent in tree} - tree
+        if not more:
+            return tree
+        tree |= more
+
+
+def _tcp_sockets(pids: set[int]) -> list[tuple[int, int]]:
+    """(local port, remote port) of each TCP socket the processes hold (from /proc)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    sockets = []
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                local, remote = (int(address.rsplit(":", 1)[1], 16) for address in fields[1:3])
+                sockets.append((local, remote))
+    return sockets
+
+
+def test_each_spark_driver_keeps_a_few_metastore_connections(running_stack: Settings) -> None:
+    """A driver's metastore client has two connection pools (DataNucleus' HikariCP); each
+    may open ``catalog.pool_max_connections``. Before, Hive's defaults kept 10 open in
+    each: 20 idle sessions per driver, and five drivers filled PostgreSQL's 100."""
+    deadline = time.monotonic() + 300
+    while not _registered_tables(running_stack):
+        assert time.monotonic() < deadline, "the stream registered no table"
+        time.sleep(3)
+    with _connect(superuser_credentials(running_stack)) as connection:
+        sessions = {
+            int(port)  # type: ignore[call-overload]
+            for (port,) in connection.execute(
+                "SELECT client_port FROM pg_stat_activity WHERE datname = %s",
+                (running_stack.catalog.database,),
+            ).fetchall()
+        }
+    _, server_port = running_stack.postgres_address
+    held = {}
+    for service in ("streaming", "streaming-background", "spark-connect"):
+        pid = int((running_stack.state_dir / service / "service.pid").read_text().split()[0])
+        held[service] = sum(
+            1
+            for local, remote in _tcp_sockets(_process_tree(pid))
+            if remote == server_port and local in sessions
+        )
+    limit = 2 * running_stack.catalog.pool_max_connections
+    assert sum(held.values()) > 0, held  # they use the metastore
+    assert all(count <= limit for count in held.values()), (held, limit)
 
 
 def test_no_derby_anywhere(running_stack: Settings) -> None:

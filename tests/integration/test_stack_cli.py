@@ -37,6 +37,7 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("prometheus", ports.prometheus),
         ("alertmanager", ports.alertmanager),
         ("pushgateway", ports.pushgateway),
+        ("postgres-exporter", ports.postgres_exporter),
         ("simulator", running_stack.source.simulator_port),
         ("poller", ports.poller_metrics),
         ("streaming", ports.stream_metrics),

@@ -11,7 +11,7 @@ import yaml
 from pyspark.sql import SparkSession
 
 from core.intervals import Interval
-from core.settings import PROJECT_ROOT
+from core.settings import DOCS_INDEX_LIMIT, PROJECT_ROOT
 from quality.frames import bronze_frame
 from quality.suites import EVENT_TIME_AHEAD_MS, all_suites, bronze_columns, suites_of
 
@@ -68,6 +68,9 @@ def test_outputs_go_to_the_state_directory_and_nothing_is_sent_anywhere() -> Non
     assert results == "${STREAMHOUSE_GX_RESULTS_DIR}"
     site = config["data_docs_sites"]["local_site"]["store_backend"]["base_directory"]
     assert site == "${STREAMHOUSE_GX_DOCS_DIR}"
+    # The index is bounded for GX's own tools too (quality.context applies the setting).
+    index = config["data_docs_sites"]["local_site"]["site_index_builder"]
+    assert index["validation_results_limit"] == DOCS_INDEX_LIMIT
     assert set(config["fluent_datasources"]["lake"]["assets"]) == {s.name for s in all_suites()}
     assert config["fluent_datasources"]["lake"]["type"] == "spark"
     # No spark_config: GX uses the caller's session and never restarts it.

@@ -116,3 +116,22 @@ def test_a_broken_row_fails_the_suite_and_alerts_with_its_origin(
             assert fact in text, (fact, text)
         assert ORIGIN.log_url in text  # type: ignore[operator]
         assert "bogus" in text
+
+
+def test_the_docs_index_lists_the_latest_results_only(
+    spark: SparkSession, lake: tuple[Settings, Received]
+) -> None:
+    """GX rebuilds the index after every checkpoint run from every result it lists: capped by
+    ``quality.docs_index_limit``, the run's cost no longer grows with the history. Older
+    results keep their pages."""
+    settings, _ = lake
+    settings = settings.model_copy(
+        update={"quality": settings.quality.model_copy(update={"docs_index_limit": 2})}
+    )
+    for run in ("day1", "day2", "day3"):
+        validate_layer(spark, settings, "silver", DAY, origin=ORIGIN, run_name=run)
+    site = settings.docs_site_dir / "gx"
+    index = (site / "index.html").read_text()
+    assert "day3" in index and "day2" in index
+    assert "day1" not in index
+    assert list((site / "validations" / "silver_quakes" / "day1").rglob("*.html"))
