@@ -267,6 +267,7 @@ def test_prometheus_scrapes_the_project_processes_on_their_settings_ports() -> N
     assert f"streaming:{ports.stream_metrics}" in targets
     assert f"alertmanager:{ports.alertmanager}" in targets
     assert f"pushgateway:{ports.pushgateway}" in targets
+    assert f"postgres-exporter:{ports.postgres_exporter}" in targets
     pushgateway = next(job for job in config["scrape_configs"] if job["job_name"] == "pushgateway")
     assert pushgateway.get("honor_labels") is True, "pushed job labels would be overwritten"
     alertmanagers = [
