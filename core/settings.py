@@ -351,6 +351,10 @@ class ServicePorts(BaseModel):
     pushgateway: int = 9091
     # Prometheus' PostgreSQL exporter, its usual port: the catalog's server as metrics.
     postgres_exporter: int = 9187
+    # The Kafka broker's metrics: Prometheus' JMX exporter, an agent in its JVM.
+    kafka_metrics: int = 9405
+    # Prometheus' node exporter, its usual port: the host's CPU, memory and disks.
+    node_exporter: int = 9100
     # Airflow's API server (UI, REST API, the tasks' execution API). Its scheduler,
     # dag-processor and triggerer listen on no port (their log servers are off:
     # every log is a local file the API server reads).
@@ -367,6 +371,11 @@ class RuntimeSettings(BaseModel):
     kafka_version: str = Field("4.1.1", description="org.apache.kafka:kafka_2.13 version.")
     # 3.0.x runs on Java 17; Apicurio 3.1+ is compiled for Java 21 (set java_home to one).
     registry_version: str = Field("3.0.9", description="io.apicurio:apicurio-registry-app version.")
+    jmx_exporter_version: str = Field(
+        "1.0.1",
+        description="io.prometheus.jmx:jmx_prometheus_javaagent version: the Java agent that "
+        "serves the Kafka broker's metrics (monitoring/kafka/jmx-exporter.yml).",
+    )
     kafka_heap: str = "768m"
     registry_heap: str = "512m"
     start_timeout_s: float = Field(120.0, gt=0)
@@ -383,6 +392,9 @@ class RuntimeSettings(BaseModel):
     postgres_exporter_cmd: str = Field(
         "prometheus-postgres-exporter",
         description="PostgreSQL exporter binary (Debian's package name).",
+    )
+    node_exporter_cmd: str = Field(
+        "prometheus-node-exporter", description="Node exporter binary (Debian's package name)."
     )
     min_java_version: int = 17
 

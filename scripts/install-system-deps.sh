@@ -20,6 +20,8 @@ command -v prometheus-alertmanager >/dev/null || missing+=(prometheus-alertmanag
 command -v prometheus-pushgateway >/dev/null || missing+=(prometheus-pushgateway)
 # The catalog's PostgreSQL as metrics (the stack's postgres-exporter service).
 command -v prometheus-postgres-exporter >/dev/null || missing+=(prometheus-postgres-exporter)
+# The host's CPU, memory and disks as metrics (the stack's node-exporter service).
+command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
 # The dashboards' browser test drives Debian's Chromium through its matching driver;
 # no test tool downloads a browser of its own. Another browser already set in the
 # settings (a CI image's Chrome and its driver) is used as it is.
@@ -30,7 +32,7 @@ command -v dot >/dev/null || missing+=(graphviz)
 command -v python3.11 >/dev/null || command -v python3 >/dev/null || missing+=(python3 python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15, alertmanager, pushgateway, postgres-exporter, chromium, graphviz)"
+  echo "system packages: all present (java $(java_major), maven, prometheus, postgresql 15, alertmanager, pushgateway, postgres-exporter, node-exporter, chromium, graphviz)"
   exit 0
 fi
 
@@ -40,8 +42,9 @@ if [ "$(id -u)" -ne 0 ]; then
   command -v sudo >/dev/null || { echo "error: need root or sudo to install ${missing[*]}; install them and run again." >&2; exit 1; }
   SUDO=sudo
 fi
-# Debian's prometheus, postgresql, alertmanager, pushgateway and postgres-exporter
-# packages would start their own daemons (:9090, :5432, :9093, :9091, :9187) where a service manager
+# Debian's prometheus, postgresql, alertmanager, pushgateway, postgres-exporter and
+# node-exporter packages would start their own daemons (:9090, :5432, :9093, :9091,
+# :9187, :9100) where a service manager
 # runs; the runtime starts its own, so keep the packages' off.
 if [ ! -e /usr/sbin/policy-rc.d ]; then
   echo exit 101 | $SUDO tee /usr/sbin/policy-rc.d >/dev/null

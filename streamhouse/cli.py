@@ -176,13 +176,30 @@ def _follow(path: Path) -> None:
 
 
 @app.command("jars")
-def resolve_jars() -> None:
+def resolve_jars(
+    jmx_agent_to: Annotated[
+        Path | None,
+        typer.Option(
+            help="Only copy the Kafka broker's JMX exporter agent and its configuration into "
+            "this folder (for a broker that does not run from the jar cache: compose's).",
+            file_okay=False,
+        ),
+    ] = None,
+) -> None:
     """Resolve every jar the platform runs (Kafka, registry, Spark connectors) into the cache,
     and build the Spark drivers' class archive."""
-    from streamhouse.runtime.services import build_services, resolve_spark_jars
+    from streamhouse.runtime.services import (
+        build_services,
+        copy_jmx_exporter_agent,
+        resolve_spark_jars,
+    )
 
     def action() -> None:
         settings = load_settings()
+        if jmx_agent_to is not None:
+            for copied in copy_jmx_exporter_agent(settings, jmx_agent_to):
+                report(f"wrote {copied}")
+            return
         with console.status("resolving Spark connector jars"):
             folders = resolve_spark_jars(settings)
         jars = [jar for folder in folders for jar in folder.glob("*.jar")]

@@ -268,6 +268,9 @@ def test_prometheus_scrapes_the_project_processes_on_their_settings_ports() -> N
     assert f"alertmanager:{ports.alertmanager}" in targets
     assert f"pushgateway:{ports.pushgateway}" in targets
     assert f"postgres-exporter:{ports.postgres_exporter}" in targets
+    assert f"kafka:{ports.kafka_metrics}" in targets
+    assert "registry:8080" in targets  # the image's API port (published as ports.registry)
+    assert f"node-exporter:{ports.node_exporter}" in targets
     pushgateway = next(job for job in config["scrape_configs"] if job["job_name"] == "pushgateway")
     assert pushgateway.get("honor_labels") is True, "pushed job labels would be overwritten"
     alertmanagers = [
@@ -376,3 +379,35 @@ def test_dashboard_panels_query_a_provisioned_datasource(path: Path) -> None:
             if not isinstance(expr, str) or not expr.strip():
                 problems.append(f"{title}: query {target.get('refId')} has no PromQL expr")
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
+
+
+def test_the_broker_loads_the_jmx_exporter_agent_the_one_shot_writes(
+    services: dict[str, Any],
+) -> None:
+    """Compose's broker serves its metrics as the embedded one does: the same agent and
+    configuration (copied by `streamhouse jars --jmx-agent-to`), on the settings' port."""
+    from streamhouse.runtime.services import KAFKA_METRICS_CONFIG
+
+    one_shot, kafka = services["kafka-jmx-agent"], services["kafka"]
+    command = one_shot["command"]
+    agent_dir = command[command.index("--jmx-agent-to") + 1]
+    volume = next(v.split(":")[0] for v in one_shot["volumes"] if v.split(":")[1] == agent_dir)
+    mount = next(v.split(":")[1] for v in kafka["volumes"] if v.split(":")[0] == volume)
+    agent = f"-javaagent:{mount}/jmx_prometheus_javaagent.jar"
+    expected = f"{agent}={ServicePorts().kafka_metrics}:{mount}/{KAFKA_METRICS_CONFIG.name}"
+    assert kafka["environment"]["KAFKA_OPTS"] == expected
+    assert kafka["depends_on"]["kafka-jmx-agent"]["condition"] == "service_completed_successfully"
+
+
+def test_the_node_exporter_runs_the_embedded_runtime_s_collectors(
+    services: dict[str, Any], tmp_path: Path
+) -> None:
+    from core.settings import Settings
+    from streamhouse.runtime.process import ServicePaths
+    from streamhouse.runtime.services import build_services
+
+    settings = Settings(state_dir=tmp_path, _env_file=None)  # type: ignore[call-arg]
+    embedded = build_services(settings)["node-exporter"].prepare(ServicePaths(tmp_path / "n"))
+    flags = {arg for arg in embedded[1:] if arg.startswith("--collector")}
+    composed = services["node-exporter"]["command"]
+    assert {arg for arg in composed if arg.startswith("--collector")} == flags

@@ -109,6 +109,21 @@ THROUGHPUT = Row(
             unit=Unit.SECONDS,
             fed_by="streaming job (query listener)",
         ),
+        Panel(
+            title="Kafka broker: messages in per second, per topic",
+            description="Records the broker appended, whoever produced them (poller, load "
+            "generator, the registry's journal, consumer offsets): the broker's side of the "
+            "Kafka hop above.",
+            queries=(
+                Query(
+                    "sum by (topic) (rate(kafka_server_brokertopicmetrics_messagesin_total"
+                    '{topic!=""}[1m]))',
+                    "{{topic}}",
+                ),
+            ),
+            unit=Unit.PER_SECOND,
+            fed_by="Kafka broker (JMX exporter agent)",
+        ),
     ),
 )
 
@@ -171,6 +186,77 @@ HEALTH = Row(
             ),
             unit=Unit.COUNT,
             fed_by="postgres-exporter (Debian's prometheus-postgres-exporter, role pg_monitor)",
+        ),
+        Panel(
+            title="Kafka broker: request time P99 (produce, consumer fetch)",
+            description="Time from a request's arrival at the broker to its response, the "
+            "broker's own P99 over its recent requests. A consumer fetch waits up to "
+            "fetch.max.wait.ms (500 ms) for data, so an idle topic's fetches sit near it. "
+            "Partitions offline or under min ISR page (KafkaPartitionsUnavailable).",
+            queries=(
+                Query(
+                    'max by (request) (kafka_network_request_total_time_ms{quantile="0.99"}) '
+                    "/ 1000",
+                    "{{request}}",
+                ),
+            ),
+            unit=Unit.SECONDS,
+            fed_by="Kafka broker (JMX exporter agent)",
+        ),
+        Panel(
+            title="Schema registry: requests per second, by status",
+            description="Requests the registry answered: registrations by producers, id "
+            "lookups by consumers (each caches what it resolved, so a steady stream asks "
+            "little). 5xx for two minutes warns (SchemaRegistryErrors).",
+            queries=(
+                Query(
+                    "sum by (status_code_group) "
+                    '(rate(rest_requests_seconds_count{job="registry"}[1m]))',
+                    "{{status_code_group}}",
+                ),
+            ),
+            unit=Unit.PER_SECOND,
+            fed_by="schema registry (Apicurio's Micrometer metrics)",
+        ),
+        Panel(
+            title="Host: CPU cores busy, by mode, and time spent waiting for one",
+            description="Cores in use (user, system, iowait...) against the cores there are, "
+            "and the share of time some task waited for a core (the kernel's CPU pressure): "
+            "on a small machine, the first place latency goes.",
+            queries=(
+                Query(
+                    'sum by (mode) (rate(node_cpu_seconds_total{job="node",mode!="idle"}[1m]))',
+                    "{{mode}}",
+                ),
+                Query('count(node_cpu_seconds_total{job="node",mode="idle"})', "cores"),
+                Query(
+                    'sum(rate(node_pressure_cpu_waiting_seconds_total{job="node"}[1m]))',
+                    "waiting for a core (share of time)",
+                ),
+            ),
+            unit=Unit.COUNT,
+            fed_by="node-exporter (Debian's prometheus-node-exporter)",
+        ),
+        Panel(
+            title="Host: memory available and disk free",
+            description="Shares of the host's memory and of each writable file system that are "
+            "free. Below 15 % of a disk warns and below 5 % pages (HostDiskAlmostFull); below "
+            "10 % of memory warns (HostMemoryLow).",
+            queries=(
+                Query(
+                    'node_memory_MemAvailable_bytes{job="node"} '
+                    '/ node_memory_MemTotal_bytes{job="node"}',
+                    "memory available",
+                ),
+                Query(
+                    "min by (mountpoint) ("
+                    'node_filesystem_avail_bytes{job="node"} '
+                    '/ node_filesystem_size_bytes{job="node"})',
+                    "disk free {{mountpoint}}",
+                ),
+            ),
+            unit=Unit.RATIO,
+            fed_by="node-exporter (Debian's prometheus-node-exporter)",
         ),
         Panel(
             title="Processes up",

@@ -39,6 +39,7 @@ INFRA_SERVICES = (
     "alertmanager",
     "pushgateway",
     "postgres-exporter",
+    "node-exporter",
 )
 PLATFORM_SERVICES = ("simulator", "poller", "streaming", "streaming-background", "spark-connect")
 #: The stream's queries split over two drivers: the latency-critical path (ingest
@@ -156,6 +157,40 @@ def kafka_bundle(settings: Settings) -> JarBundle:
     )
 
 
+def jmx_exporter_bundle(settings: Settings) -> JarBundle:
+    """Prometheus' JMX exporter, the Java agent that serves the broker's metrics."""
+    version = settings.runtime.jmx_exporter_version
+    return JarBundle(
+        f"jmx-exporter-{version}",
+        (Coordinate.parse(f"io.prometheus.jmx:jmx_prometheus_javaagent:{version}"),),
+    )
+
+
+KAFKA_METRICS_CONFIG = MONITORING_DIR / "kafka" / "jmx-exporter.yml"
+
+
+def jmx_exporter_agent(settings: Settings) -> Path:
+    """The agent's jar, resolved into the jar cache."""
+    rt = settings.runtime
+    folder = resolve_bundle(settings.jars_dir, jmx_exporter_bundle(settings), rt.maven_cmd)
+    jar = folder / f"jmx_prometheus_javaagent-{rt.jmx_exporter_version}.jar"
+    if not jar.is_file():
+        raise UserFacingError(f"No JMX exporter agent in {folder}: remove it and run again.")
+    return jar
+
+
+def copy_jmx_exporter_agent(settings: Settings, folder: Path) -> list[Path]:
+    """Resolve the JMX exporter agent and copy it, with the broker's metrics configuration,
+    into ``folder`` under fixed names (``jmx_prometheus_javaagent.jar``, ``jmx-exporter.yml``):
+    what compose's broker loads from a shared volume."""
+    agent = jmx_exporter_agent(settings)
+    folder.mkdir(parents=True, exist_ok=True)
+    targets = [folder / "jmx_prometheus_javaagent.jar", folder / KAFKA_METRICS_CONFIG.name]
+    shutil.copyfile(agent, targets[0])
+    shutil.copyfile(KAFKA_METRICS_CONFIG, targets[1])
+    return targets
+
+
 def registry_bundle(settings: Settings) -> JarBundle:
     """The Apicurio Registry distribution."""
     version = settings.runtime.registry_version
@@ -177,11 +212,14 @@ def _kafka(settings: Settings) -> ServiceSpec:
     rt = settings.runtime
 
     def resolve() -> Path:
-        return resolve_bundle(settings.jars_dir, kafka_bundle(settings), rt.maven_cmd)
+        jars = resolve_bundle(settings.jars_dir, kafka_bundle(settings), rt.maven_cmd)
+        jmx_exporter_agent(settings)
+        return jars
 
     def prepare(paths: ServicePaths) -> list[str]:
         java = check_java(rt.java_home, rt.min_java_version)
         jars = resolve()
+        agent = jmx_exporter_agent(settings)
         config = paths.root / "server.properties"
         config.write_text(kafka_server_properties(settings, paths.data))
         (paths.root / "log4j2.yaml").write_text(_KAFKA_LOG4J2)
@@ -193,6 +231,8 @@ def _kafka(settings: Settings) -> ServiceSpec:
             f"-Xmx{rt.kafka_heap}",
             f"-Xms{rt.kafka_heap}",
             "-XX:+UseG1GC",
+            # The broker's metrics on their own port, for Prometheus (job kafka).
+            f"-javaagent:{agent}={rt.host}:{rt.ports.kafka_metrics}:{KAFKA_METRICS_CONFIG}",
             f"-Dlog4j2.configurationFile={paths.root / 'log4j2.yaml'}",
             "-cp",
             classpath,
@@ -339,6 +379,12 @@ def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
         "pushgateway": [f"{rt.host}:{rt.ports.pushgateway}"],
         # The catalog's server (Hive metastore, Airflow's metadata), through its exporter.
         "postgres": [f"{rt.host}:{rt.ports.postgres_exporter}"],
+        # The broker, through the JMX exporter agent in its JVM.
+        "kafka": [f"{rt.host}:{rt.ports.kafka_metrics}"],
+        # Apicurio Registry serves Quarkus' Micrometer metrics on its API port.
+        "registry": [f"{rt.host}:{rt.ports.registry}"],
+        # The host every service shares: CPU, memory, disks.
+        "node": [f"{rt.host}:{rt.ports.node_exporter}"],
     }
 
 
@@ -484,6 +530,50 @@ def _postgres_exporter(settings: Settings) -> ServiceSpec:
     spec = ServiceSpec(
         "postgres-exporter", rt.ports.postgres_exporter, ("postgres",), prepare, ready
     )
+    return spec
+
+
+#: Pseudo and read-only image file systems the node exporter leaves out. Its default
+#: list also leaves out overlay, the root file system of a container, where the
+#: state directory and the lake live when the platform runs in one.
+NODE_FS_TYPES_EXCLUDED = (
+    "^(autofs|binfmt_misc|bpf|cgroup2?|configfs|debugfs|devpts|devtmpfs|fusectl|hugetlbfs"
+    "|iso9660|mqueue|nsfs|proc|procfs|pstore|rpc_pipefs|securityfs|selinuxfs|squashfs|sysfs"
+    "|tmpfs|tracefs)$"
+)
+
+
+def _node_exporter(settings: Settings) -> ServiceSpec:
+    """Prometheus' node exporter: the host's CPU (and its pressure), memory, load and file
+    systems. Only those collectors run: the others would cost a scrape's time for series
+    no panel or alert reads."""
+    rt = settings.runtime
+    address = f"{rt.host}:{rt.ports.node_exporter}"
+
+    def prepare(paths: ServicePaths) -> list[str]:
+        binary = _binary(rt.node_exporter_cmd, "prometheus-node-exporter")
+        spec.env = {"PATH": os.environ.get("PATH", "")}
+        return [
+            binary,
+            f"--web.listen-address={address}",
+            "--log.level=warn",
+            "--collector.disable-defaults",
+            "--collector.cpu",
+            "--collector.pressure",
+            "--collector.loadavg",
+            "--collector.meminfo",
+            "--collector.filesystem",
+            f"--collector.filesystem.fs-types-exclude={NODE_FS_TYPES_EXCLUDED}",
+        ]
+
+    def ready() -> bool:
+        try:
+            text = httpx.get(f"http://{address}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            return False
+        return "\nnode_filesystem_avail_bytes{" in text
+
+    spec = ServiceSpec("node-exporter", rt.ports.node_exporter, (), prepare, ready)
     return spec
 
 
@@ -650,6 +740,7 @@ def build_services(settings: Settings) -> dict[str, ServiceSpec]:
         _alertmanager(settings),
         _pushgateway(settings),
         _postgres_exporter(settings),
+        _node_exporter(settings),
         _simulator(settings),
         _python_service(
             settings,

@@ -77,6 +77,8 @@ def make_settings(state_dir: Path = TEST_STATE_DIR, **overrides: object) -> Sett
         "alertmanager": 9095 + OFFSET,
         "pushgateway": 9091 + OFFSET,
         "postgres_exporter": 9187 + OFFSET,
+        "kafka_metrics": 9405 + OFFSET,
+        "node_exporter": 9100 + OFFSET,
         "airflow_api": 8080 + OFFSET,
         "spark_connect": 15002 + OFFSET,
     }

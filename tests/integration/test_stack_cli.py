@@ -38,6 +38,7 @@ def test_status_lists_each_service_with_pid_port_and_health(running_stack: Setti
         ("alertmanager", ports.alertmanager),
         ("pushgateway", ports.pushgateway),
         ("postgres-exporter", ports.postgres_exporter),
+        ("node-exporter", ports.node_exporter),
         ("simulator", running_stack.source.simulator_port),
         ("poller", ports.poller_metrics),
         ("streaming", ports.stream_metrics),
