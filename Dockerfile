@@ -19,7 +19,7 @@ ENV PYTHONUNBUFFERED=1 \
 # The mount points of the named volumes exist in the image, owned by the
 # unprivileged user, so Docker initialises each fresh volume writable by it.
 RUN useradd --create-home --uid 10001 streamhouse \
-    && mkdir -p /data/lake/_checkpoints /data/state /cache/jars /cache/m2 \
+    && mkdir -p /data/lake/_checkpoints /data/state /data/kafka-jmx-agent /data/airflow-logs /cache/jars /cache/m2 \
     && chown -R streamhouse:streamhouse /data /cache
 
 WORKDIR /app

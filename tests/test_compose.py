@@ -411,3 +411,23 @@ def test_the_node_exporter_runs_the_embedded_runtime_s_collectors(
     flags = {arg for arg in embedded[1:] if arg.startswith("--collector")}
     composed = services["node-exporter"]["command"]
     assert {arg for arg in composed if arg.startswith("--collector")} == flags
+
+
+def test_the_image_creates_the_mount_point_of_each_named_volume_it_writes(
+    services: dict[str, Any],
+) -> None:
+    """A fresh named volume takes the ownership of its mount point in the image; one the
+    image lacks is root's, and the image's unprivileged user cannot write to it."""
+    dockerfile = (REPO_ROOT / "Dockerfile").read_text()
+    created = set(re.findall(r"(/(?:data|cache)[\w/.-]*)", dockerfile))
+    missing = []
+    for name, service in services.items():
+        if "build" not in service or str(service.get("user", "")).split(":")[0] in ("0", "root"):
+            continue
+        for volume in service.get("volumes", []):
+            source, target, *mode = volume.split(":")
+            if source.startswith((".", "/")) or mode == ["ro"]:
+                continue
+            if not any(path == target or path.startswith(target + "/") for path in created):
+                missing.append(f"{name}: {source}:{target}")
+    assert not missing, f"mount points the Dockerfile does not create: {missing}"
