@@ -81,6 +81,16 @@ class ServiceSpec:
     stop_signal: signal.Signals = signal.SIGTERM
 
 
+def _serves_line(url: str, prefix: str) -> bool:
+    """True when ``url`` answers a text with a line starting with ``prefix``: an exporter
+    that serves ``/metrics`` but cannot read what it exports is not ready."""
+    try:
+        text = httpx.get(url, timeout=5).text
+    except httpx.HTTPError:
+        return False
+    return any(line.startswith(prefix) for line in text.splitlines())
+
+
 def _http_ok(url: str, timeout_s: float = 2.0) -> bool:
     try:
         return httpx.get(url, timeout=timeout_s).status_code == 200
@@ -211,15 +221,15 @@ def resolve_spark_jars(settings: Settings) -> list[Path]:
 def _kafka(settings: Settings) -> ServiceSpec:
     rt = settings.runtime
 
-    def resolve() -> Path:
+    def resolve() -> tuple[Path, Path]:
+        """The broker's jar folder, then its metrics agent (the broker's named first when
+        Maven fails)."""
         jars = resolve_bundle(settings.jars_dir, kafka_bundle(settings), rt.maven_cmd)
-        jmx_exporter_agent(settings)
-        return jars
+        return jars, jmx_exporter_agent(settings)
 
     def prepare(paths: ServicePaths) -> list[str]:
         java = check_java(rt.java_home, rt.min_java_version)
-        jars = resolve()
-        agent = jmx_exporter_agent(settings)
+        jars, agent = resolve()
         config = paths.root / "server.properties"
         config.write_text(kafka_server_properties(settings, paths.data))
         (paths.root / "log4j2.yaml").write_text(_KAFKA_LOG4J2)
@@ -521,11 +531,7 @@ def _postgres_exporter(settings: Settings) -> ServiceSpec:
 
     def ready() -> bool:
         # Serving metrics is not enough: pg_up says it could log in and query.
-        try:
-            text = httpx.get(f"http://{address}/metrics", timeout=5).text
-        except httpx.HTTPError:
-            return False
-        return any(line.strip() == "pg_up 1" for line in text.splitlines())
+        return _serves_line(f"http://{address}/metrics", "pg_up 1")
 
     spec = ServiceSpec(
         "postgres-exporter", rt.ports.postgres_exporter, ("postgres",), prepare, ready
@@ -552,7 +558,6 @@ def _node_exporter(settings: Settings) -> ServiceSpec:
 
     def prepare(paths: ServicePaths) -> list[str]:
         binary = _binary(rt.node_exporter_cmd, "prometheus-node-exporter")
-        spec.env = {"PATH": os.environ.get("PATH", "")}
         return [
             binary,
             f"--web.listen-address={address}",
@@ -567,14 +572,11 @@ def _node_exporter(settings: Settings) -> ServiceSpec:
         ]
 
     def ready() -> bool:
-        try:
-            text = httpx.get(f"http://{address}/metrics", timeout=5).text
-        except httpx.HTTPError:
-            return False
-        return "\nnode_filesystem_avail_bytes{" in text
+        return _serves_line(f"http://{address}/metrics", "node_filesystem_avail_bytes{")
 
-    spec = ServiceSpec("node-exporter", rt.ports.node_exporter, (), prepare, ready)
-    return spec
+    # None of our variables: it needs no setting and no secret of ours.
+    env = {"PATH": os.environ.get("PATH", "")}
+    return ServiceSpec("node-exporter", rt.ports.node_exporter, (), prepare, ready, env=env)
 
 
 def _alertmanager(settings: Settings) -> ServiceSpec:

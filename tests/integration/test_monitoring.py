@@ -6,6 +6,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -55,6 +56,19 @@ def _values(settings: Settings, expr: str) -> dict[str, float]:
     return {str(s["metric"]): float(s["value"][1]) for s in answer["data"]["result"]}
 
 
+def _eventually(
+    settings: Settings, expr: str, done: Callable[[dict[str, float]], bool]
+) -> dict[str, float]:
+    """``expr``'s samples once ``done`` accepts them (Prometheus scrapes every few seconds),
+    or the last ones after a minute."""
+    deadline = time.monotonic() + 60
+    seen = _values(settings, expr)
+    while not done(seen) and time.monotonic() < deadline:
+        time.sleep(1)
+        seen = _values(settings, expr)
+    return seen
+
+
 def test_prometheus_reads_the_broker_s_own_metrics(infra_stack: Settings) -> None:
     """The broker's JMX exporter agent, scraped as job kafka: a topic's messages counted by the
     broker itself, and the series KafkaPartitionsUnavailable reads exist (an alert on a name
@@ -72,12 +86,7 @@ def test_prometheus_reads_the_broker_s_own_metrics(infra_stack: Settings) -> Non
             producer.produce(topic, value=b"x" * 100, key=str(i).encode())
         assert producer.flush(30) == 0
         counted = f'kafka_server_brokertopicmetrics_messagesin_total{{job="kafka",topic="{topic}"}}'
-        deadline, seen = time.monotonic() + 60, {}
-        while time.monotonic() < deadline:
-            seen = _values(infra_stack, counted)
-            if list(seen.values()) == [sent]:
-                break
-            time.sleep(1)
+        seen = _eventually(infra_stack, counted, lambda s: list(s.values()) == [sent])
         assert list(seen.values()) == [sent], f"{counted}: {seen}"
     finally:
         for future in admin.delete_topics([topic]).values():
@@ -101,10 +110,7 @@ def test_prometheus_reads_the_registry_s_request_metrics(infra_stack: Settings) 
     subjects = f"{infra_stack.registry.url}/subjects"
     assert httpx.get(subjects, timeout=10).status_code == 200
     counted = 'rest_requests_seconds_count{job="registry",method="GET",status_code_group="2xx"}'
-    deadline, seen = time.monotonic() + 60, {}
-    while time.monotonic() < deadline and not seen:
-        seen = _values(infra_stack, counted)
-        time.sleep(1)
+    seen = _eventually(infra_stack, counted, bool)
     assert seen and all(value >= 1 for value in seen.values()), f"{counted}: {seen}"
     assert list(_values(infra_stack, 'up{job="registry"}').values()) == [1.0]
 
@@ -125,10 +131,7 @@ def test_prometheus_sees_the_file_system_the_lake_and_the_logs_are_on(
     stack.up(infra_stack, ["node-exporter"], report=print)
     mount = _mount_point(infra_stack.state_dir)
     free = f'node_filesystem_avail_bytes{{job="node",mountpoint="{mount}"}}'
-    deadline, seen = time.monotonic() + 60, {}
-    while time.monotonic() < deadline and not seen:
-        seen = _values(infra_stack, free)
-        time.sleep(1)
+    seen = _eventually(infra_stack, free, bool)
     assert len(seen) == 1, f"{free}: {seen}"
     usage = shutil.disk_usage(infra_stack.state_dir)
     assert abs(next(iter(seen.values())) - usage.free) < 0.01 * usage.total
