@@ -248,12 +248,7 @@ HEALTH = Row(
                     '/ node_memory_MemTotal_bytes{job="node"}',
                     "memory available",
                 ),
-                Query(
-                    "min by (mountpoint) ("
-                    'node_filesystem_avail_bytes{job="node"} '
-                    '/ node_filesystem_size_bytes{job="node"})',
-                    "disk free {{mountpoint}}",
-                ),
+                Query(rules.DISK_FREE.record, "disk free {{mountpoint}}"),
             ),
             unit=Unit.RATIO,
             fed_by="node-exporter (Debian's prometheus-node-exporter)",
@@ -283,6 +278,16 @@ BATCH = Row(
             unit=Unit.STATE,
             kind=Kind.STATE,
             max=1.0,
+            fed_by="Airflow DAGs, pushed to the Pushgateway",
+        ),
+        Panel(
+            title="Time since each DAG's last finished run",
+            description="Seconds since the DAG's last run finished, successful or not. "
+            "lakehouse_daily finishes one a day once bronze's watermark passed the day's end; "
+            "past 28 hours DailyRunOverdue pages (scheduler down, DAG paused, sensor "
+            "never satisfied).",
+            queries=(Query(rules.DAG_RUN_AGE.record, "{{dag_id}}"),),
+            unit=Unit.SECONDS,
             fed_by="Airflow DAGs, pushed to the Pushgateway",
         ),
         Panel(

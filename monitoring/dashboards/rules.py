@@ -199,6 +199,24 @@ MART_DATA_AGE = RecordingRule(
     "max by (model) (time() - streamhouse_mart_newest_data_timestamp_seconds)",
 )
 
+# Dead man's switch of the batch layer: seconds since each DAG's last run finished,
+# whatever its outcome (a failed run is DagRunFailed's business; none at all is this).
+DAG_RUN_AGE = RecordingRule(
+    "dag_id:streamhouse_dag_last_run_age_seconds:max",
+    "max by (dag_id) (time() - streamhouse_dag_last_run_finished_timestamp_seconds)",
+)
+
+# -- host -----------------------------------------------------------------------
+
+# The share of each writable file system that is free: the disk panel and both
+# HostDiskAlmostFull rules read it (a read-only mount is full by design).
+DISK_FREE = RecordingRule(
+    "instance_mountpoint:node_filesystem_avail_bytes:ratio",
+    "min by (instance, mountpoint) ("
+    'node_filesystem_avail_bytes{job="node"} / node_filesystem_size_bytes{job="node"}'
+    ' and on (instance, mountpoint, device) node_filesystem_readonly{job="node"} == 0)',
+)
+
 GROUPS = (
     RuleGroup(
         "streamhouse-recorded-latency",
@@ -215,8 +233,10 @@ GROUPS = (
             KAFKA_LAG,
             QUERY_SILENCE,
             MART_DATA_AGE,
+            DAG_RUN_AGE,
         ),
     ),
+    RuleGroup("streamhouse-recorded-host", (DISK_FREE,)),
 )
 
 

@@ -135,5 +135,10 @@ def test_prometheus_sees_the_file_system_the_lake_and_the_logs_are_on(
     assert len(seen) == 1, f"{free}: {seen}"
     usage = shutil.disk_usage(infra_stack.state_dir)
     assert abs(next(iter(seen.values())) - usage.free) < 0.01 * usage.total
+    # The share the disk alert and the host panel read (a recording rule), as the OS has it.
+    share = f'instance_mountpoint:node_filesystem_avail_bytes:ratio{{mountpoint="{mount}"}}'
+    recorded = _eventually(infra_stack, share, bool)
+    assert len(recorded) == 1, f"{share}: {recorded}"
+    assert abs(next(iter(recorded.values())) - usage.free / usage.total) < 0.01
     cores = _values(infra_stack, 'count(node_cpu_seconds_total{job="node",mode="idle"})')
     assert list(cores.values()) == [float(os.cpu_count() or 0)]
