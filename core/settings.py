@@ -738,6 +738,11 @@ class AirflowSettings(BaseModel):
         "http://<runtime.host>:<runtime.ports.airflow_api>.",
     )
     dags_folder: Path = Field(PROJECT_ROOT / "dags", description="Where the DAG files are.")
+    plugins_folder: Path = Field(
+        PROJECT_ROOT / "orchestration" / "airflow_plugins",
+        description="Airflow's plugins folder: the plugin serving Airflow's health to "
+        "Prometheus at /streamhouse/metrics on the API server's port.",
+    )
     start_date: date | None = Field(
         None,
         description="First day lakehouse_daily schedules (catching up from it when unpaused); "

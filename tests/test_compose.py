@@ -271,6 +271,7 @@ def test_prometheus_scrapes_the_project_processes_on_their_settings_ports() -> N
     assert f"kafka:{ports.kafka_metrics}" in targets
     assert "registry:8080" in targets  # the image's API port (published as ports.registry)
     assert f"node-exporter:{ports.node_exporter}" in targets
+    assert "airflow-api:8080" in targets  # the plugin on the API server's port
     pushgateway = next(job for job in config["scrape_configs"] if job["job_name"] == "pushgateway")
     assert pushgateway.get("honor_labels") is True, "pushed job labels would be overwritten"
     alertmanagers = [

@@ -8,6 +8,7 @@ the alert on the same signal read one expression.
 
 from __future__ import annotations
 
+from monitoring import airflow_health
 from monitoring import batch_metrics as batch
 from monitoring.dashboards import rules
 from monitoring.dashboards.model import Dashboard, Kind, Panel, Query, Row, Unit
@@ -217,6 +218,17 @@ HEALTH = Row(
             ),
             unit=Unit.PER_SECOND,
             fed_by="schema registry (Apicurio's Micrometer metrics)",
+        ),
+        Panel(
+            title="Airflow: seconds since each component's heartbeat",
+            description="The scheduler, DAG processor and triggerer each write a heartbeat to "
+            "the metadata database every few seconds; a line that climbs is a component "
+            "that stopped. Unhealthy for two minutes pages (AirflowComponentUnhealthy).",
+            queries=(
+                Query(f"max by (component) ({airflow_health.HEARTBEAT_AGE})", "{{component}}"),
+            ),
+            unit=Unit.SECONDS,
+            fed_by="Airflow's API server (the plugin in orchestration/airflow_plugins/)",
         ),
         Panel(
             title="Host: CPU cores busy, by mode, and time spent waiting for one",

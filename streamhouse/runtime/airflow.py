@@ -135,6 +135,7 @@ def airflow_config(settings: Settings, database_url: SecretStr) -> str:
         {
             "core": {
                 "dags_folder": str(af.dags_folder),
+                "plugins_folder": str(af.plugins_folder),
                 "executor": "LocalExecutor",
                 "parallelism": str(af.parallelism),
                 "max_active_tasks_per_dag": str(af.parallelism),

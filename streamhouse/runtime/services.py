@@ -395,6 +395,8 @@ def prometheus_targets(settings: Settings) -> dict[str, list[str]]:
         "registry": [f"{rt.host}:{rt.ports.registry}"],
         # The host every service shares: CPU, memory, disks.
         "node": [f"{rt.host}:{rt.ports.node_exporter}"],
+        # Airflow's components' health, served by our plugin on the API server's port.
+        "airflow": [f"{rt.host}:{rt.ports.airflow_api}"],
     }
 
 

@@ -131,6 +131,17 @@ def _exported_metrics() -> set[str]:
         for family in registry.collect():
             names.update(family.name + suffix for suffix in suffixes.get(family.type, ("",)))
     assert producers.metrics.CIRCUIT_OPEN is not None
+    # Airflow's health, rendered per scrape by the plugin on its API server.
+    from datetime import UTC, datetime
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from monitoring.airflow_health import render
+
+    now = datetime.now(UTC)
+    scheduler = {"status": "healthy", "latest_scheduler_heartbeat": now.isoformat()}
+    text = render({"scheduler": scheduler}, [("lakehouse_daily", True)], now).decode()
+    names.update(family.name for family in text_string_to_metric_families(text))
     return names
 
 

@@ -1,0 +1,46 @@
+"""The Airflow plugin that serves Airflow's health to Prometheus (``[core] plugins_folder``).
+
+The API server mounts its FastAPI app at ``/streamhouse``: ``GET /streamhouse/metrics``
+answers what ``/api/v2/monitor/health`` reads from the metadata database (each
+component's latest heartbeat) and each DAG's paused flag, in Prometheus' text format
+(``monitoring/airflow_health.py``). Like the other ``/metrics`` endpoints of the
+stack it needs no login: it says only whether components are alive, and binds where the
+API server binds (the runtime's host, 127.0.0.1 by default).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from airflow.api.common.airflow_health import get_airflow_health
+from airflow.models.dag import DagModel
+from airflow.plugins_manager import AirflowPlugin
+from airflow.utils.session import create_session
+from fastapi import FastAPI, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import select
+
+from monitoring.airflow_health import render
+
+app = FastAPI(title="streamhouse metrics", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@app.get("/metrics")
+def metrics() -> Response:
+    """Sync on purpose: FastAPI runs it in its thread pool, off the event loop."""
+    health = get_airflow_health()
+    with create_session() as session:
+        paused = [
+            (str(dag_id), bool(is_paused))
+            for dag_id, is_paused in session.execute(
+                select(DagModel.dag_id, DagModel.is_paused).where(~DagModel.is_stale)
+            )
+        ]
+    return Response(render(health, paused, datetime.now(UTC)), media_type=CONTENT_TYPE_LATEST)
+
+
+class StreamhouseMetricsPlugin(AirflowPlugin):
+    """Registers the app with the API server."""
+
+    name = "streamhouse_metrics"
+    fastapi_apps = [{"app": app, "url_prefix": "/streamhouse", "name": "streamhouse metrics"}]
