@@ -38,7 +38,7 @@ def render(
     registry = CollectorRegistry()
     healthy = Gauge(
         COMPONENT_HEALTHY,
-        "1 when Airflow reports the component healthy (a heartbeat within its threshold)",
+        "1 when Airflow reports the component healthy (its job running, a recent heartbeat)",
         ["component"],
         registry=registry,
     )
