@@ -21,8 +21,8 @@ app = FastAPI(title="streamhouse metrics", docs_url=None, redoc_url=None, openap
 @app.get("/metrics")
 def metrics() -> Response:
     """Sync on purpose: FastAPI runs it in its thread pool, off the event loop."""
-    # Imported here, not with the module: every Airflow process that loads plugins (the
-    # task processes too) would otherwise import the job runners (0.3 s) for nothing.
+    # Imported here, not with the module: any Airflow process that loads plugins would
+    # otherwise import the job runners (0.3 s) for nothing.
     from airflow.api.common.airflow_health import get_airflow_health
     from airflow.models.dag import DagModel
     from airflow.utils.session import create_session
