@@ -40,6 +40,7 @@ from streamhouse.runtime import airflow, stack
 
 from ..receivers import Received, smtp_receiver, webhook_receiver
 from .conftest import SMTP_PORT, WEBHOOK_PORT
+from .prometheus_helpers import eventually, values
 
 #: A whole UTC day of the simulator's fixture (feed_7_day_m1: 2019-02-10 .. 2019-02-16).
 DAY = date(2019, 2, 14)
@@ -482,22 +483,11 @@ def test_the_freshness_and_replay_dags_run_on_the_stack(
     assert reconciled["replayed"]["quake_windows_1m"] > 0, reconciled
 
 
-def _prometheus(settings: Settings, expr: str) -> dict[str, float]:
-    """``expr``'s samples in the stack's Prometheus: first label value -> value."""
-    answer = httpx.get(
-        f"{settings.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10
-    ).json()
-    assert answer["status"] == "success", answer
-    return {
-        next(iter(r["metric"].values()), ""): float(r["value"][1]) for r in answer["data"]["result"]
-    }
-
-
-def _until(settings: Settings, expr: str, wanted: dict[str, float], timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (seen := _prometheus(settings, expr)) != wanted:
-        assert time.monotonic() < deadline, f"{expr}: {seen}, not {wanted}"
-        time.sleep(2)
+def _until(
+    settings: Settings, expr: str, by: str, wanted: dict[str, float], timeout_s: float
+) -> None:
+    seen = eventually(settings, expr, lambda s: s == wanted, timeout_s, by)
+    assert seen == wanted, f"{expr}: {seen}, not {wanted}"
 
 
 def test_prometheus_reads_each_component_s_health_and_sees_one_stop(daily: DailyRuns) -> None:
@@ -507,21 +497,21 @@ def test_prometheus_reads_each_component_s_health_and_sees_one_stop(daily: Daily
     settings, api = daily.settings, daily.api
     healthy = "max by (component) (streamhouse_airflow_component_healthy)"
     everyone = dict.fromkeys(("metadatabase", "scheduler", "dag_processor", "triggerer"), 1.0)
-    _until(settings, healthy, everyone, 60)
+    _until(settings, healthy, "component", everyone, 60)
     dags = api.request("GET", "/dags")["dags"]
     paused = {str(d["dag_id"]): float(d["is_paused"]) for d in dags}
     assert paused["lakehouse_daily"] == 0.0  # the fixture unpaused it
-    _until(settings, "max by (dag_id) (streamhouse_airflow_dag_paused)", paused, 30)
+    _until(settings, "max by (dag_id) (streamhouse_airflow_dag_paused)", "dag_id", paused, 30)
     stack.down(settings, ["airflow-triggerer"], report=print)
     try:
         # Stopped cleanly, its job ends: unhealthy at once, not after the 30 s threshold a
         # killed one would take. No heartbeat comes after: its age only grows.
-        _until(settings, healthy, everyone | {"triggerer": 0.0}, 120)
+        _until(settings, healthy, "component", everyone | {"triggerer": 0.0}, 120)
         age = 'max(streamhouse_airflow_heartbeat_age_seconds{component="triggerer"})'
-        before = next(iter(_prometheus(settings, age).values()))
+        before = next(iter(values(settings, age).values()))
         time.sleep(10)
-        after = next(iter(_prometheus(settings, age).values()))
+        after = next(iter(values(settings, age).values()))
         assert after - before >= 5, (before, after)
     finally:
         stack.up(settings, ["airflow-triggerer"], report=print)
-    _until(settings, healthy, everyone, 120)
+    _until(settings, healthy, "component", everyone, 120)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -15,6 +13,8 @@ from core.settings import Settings
 from monitoring.dashboards import rules
 from monitoring.dashboards.definitions import DASHBOARDS
 from streamhouse.runtime import stack
+
+from .prometheus_helpers import eventually, values
 
 
 def test_every_dashboard_query_is_valid_promql(infra_stack: Settings) -> None:
@@ -47,28 +47,6 @@ def test_alert_and_recording_rules_are_loaded(infra_stack: Settings) -> None:
     assert rules.recorded_names() <= names
 
 
-def _values(settings: Settings, expr: str) -> dict[str, float]:
-    """``expr``'s samples now, by their label set (printed), as floats."""
-    answer = httpx.get(
-        f"{settings.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10
-    ).json()
-    assert answer["status"] == "success", (expr, answer)
-    return {str(s["metric"]): float(s["value"][1]) for s in answer["data"]["result"]}
-
-
-def _eventually(
-    settings: Settings, expr: str, done: Callable[[dict[str, float]], bool]
-) -> dict[str, float]:
-    """``expr``'s samples once ``done`` accepts them (Prometheus scrapes every few seconds),
-    or the last ones after a minute."""
-    deadline = time.monotonic() + 60
-    seen = _values(settings, expr)
-    while not done(seen) and time.monotonic() < deadline:
-        time.sleep(1)
-        seen = _values(settings, expr)
-    return seen
-
-
 def test_prometheus_reads_the_broker_s_own_metrics(infra_stack: Settings) -> None:
     """The broker's JMX exporter agent, scraped as job kafka: a topic's messages counted by the
     broker itself, and the series KafkaPartitionsUnavailable reads exist (an alert on a name
@@ -86,23 +64,23 @@ def test_prometheus_reads_the_broker_s_own_metrics(infra_stack: Settings) -> Non
             producer.produce(topic, value=b"x" * 100, key=str(i).encode())
         assert producer.flush(30) == 0
         counted = f'kafka_server_brokertopicmetrics_messagesin_total{{job="kafka",topic="{topic}"}}'
-        seen = _eventually(infra_stack, counted, lambda s: list(s.values()) == [sent])
+        seen = eventually(infra_stack, counted, lambda s: list(s.values()) == [sent])
         assert list(seen.values()) == [sent], f"{counted}: {seen}"
     finally:
         for future in admin.delete_topics([topic]).values():
             future.result(timeout=30)
 
-    assert list(_values(infra_stack, 'up{job="kafka"}').values()) == [1.0]
+    assert list(values(infra_stack, 'up{job="kafka"}').values()) == [1.0]
     for series in (
         "kafka_controller_kafkacontroller_offlinepartitionscount",
         "kafka_server_replicamanager_underminisrpartitioncount",
         "kafka_controller_kafkacontroller_activecontrollercount",
     ):
-        assert list(_values(infra_stack, f'{series}{{job="kafka"}}').values()) == [
+        assert list(values(infra_stack, f'{series}{{job="kafka"}}').values()) == [
             1.0 if "active" in series else 0.0
         ], series
     request_time = 'kafka_network_request_total_time_ms{job="kafka",request="Produce"}'
-    assert len(_values(infra_stack, request_time)) == 2  # P50 and P99
+    assert len(values(infra_stack, request_time)) == 2  # P50 and P99
 
 
 def test_prometheus_reads_the_registry_s_request_metrics(infra_stack: Settings) -> None:
@@ -110,9 +88,9 @@ def test_prometheus_reads_the_registry_s_request_metrics(infra_stack: Settings) 
     subjects = f"{infra_stack.registry.url}/subjects"
     assert httpx.get(subjects, timeout=10).status_code == 200
     counted = 'rest_requests_seconds_count{job="registry",method="GET",status_code_group="2xx"}'
-    seen = _eventually(infra_stack, counted, bool)
+    seen = eventually(infra_stack, counted, bool)
     assert seen and all(value >= 1 for value in seen.values()), f"{counted}: {seen}"
-    assert list(_values(infra_stack, 'up{job="registry"}').values()) == [1.0]
+    assert list(values(infra_stack, 'up{job="registry"}').values()) == [1.0]
 
 
 def _mount_point(path: Path) -> Path:
@@ -131,14 +109,14 @@ def test_prometheus_sees_the_file_system_the_lake_and_the_logs_are_on(
     stack.up(infra_stack, ["node-exporter"], report=print)
     mount = _mount_point(infra_stack.state_dir)
     free = f'node_filesystem_avail_bytes{{job="node",mountpoint="{mount}"}}'
-    seen = _eventually(infra_stack, free, bool)
+    seen = eventually(infra_stack, free, bool)
     assert len(seen) == 1, f"{free}: {seen}"
     usage = shutil.disk_usage(infra_stack.state_dir)
     assert abs(next(iter(seen.values())) - usage.free) < 0.01 * usage.total
     # The share the disk alert and the host panel read (a recording rule), as the OS has it.
     share = f'instance_mountpoint:node_filesystem_avail_bytes:ratio{{mountpoint="{mount}"}}'
-    recorded = _eventually(infra_stack, share, bool)
+    recorded = eventually(infra_stack, share, bool)
     assert len(recorded) == 1, f"{share}: {recorded}"
     assert abs(next(iter(recorded.values())) - usage.free / usage.total) < 0.01
-    cores = _values(infra_stack, 'count(node_cpu_seconds_total{job="node",mode="idle"})')
+    cores = values(infra_stack, 'count(node_cpu_seconds_total{job="node",mode="idle"})')
     assert list(cores.values()) == [float(os.cpu_count() or 0)]
