@@ -10,8 +10,9 @@ both see the same machine:
 - the pipeline in one or both layouts (``LAYOUTS``): ``two-drivers`` as the
   stack runs it, the latency-critical driver (ingest -> bronze, the 1-minute
   windows) beside the background driver (silver, the hour rollup, late
-  events; `stream run --background`), and ``one-driver``, every query in one
-  JVM. Each layout has its own topic and lake.
+  events; `stream run --background`), ``one-driver``, every query in one
+  JVM, and (only when asked for) ``two-drivers-nice``, the stack's layout with
+  its background driver at nice 10. Each layout has its own topic and lake.
 
 Each job starts right before a warm-up phase of its own (load at the first
 rate: a start under load), which measures its cold start, the time until
@@ -43,7 +44,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from core.kafka_topics import offset_span
 from core.settings import PROJECT_ROOT, Settings, settings_env
-from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M
+from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M, SILVER_QUAKES
 from spark_jobs import latency, replay
 from spark_jobs.floor import floor_path
 
@@ -64,14 +65,29 @@ FLOOR = "floor"
 LAYOUTS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
     "two-drivers": ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True)),
     "one-driver": ((CRITICAL_JOBS + BACKGROUND_JOBS, False),),
+    "two-drivers-nice": ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True)),
 }
+#: The layouts a run measures unless told otherwise.
+DEFAULT_LAYOUTS = ("two-drivers", "one-driver")
+#: Layouts whose background driver runs at a CPU niceness of its own (``spark.background_nice``),
+#: whatever the settings say: the same drivers as ``two-drivers``, side by side with it.
+LAYOUT_NICE = {"two-drivers-nice": 10}
 #: The layout the stack runs, whose figures the targets judge first.
 STACK_LAYOUT = "two-drivers"
+#: The latency-critical series, judged against the floor and plotted.
 PIPELINE_SERIES = ("bronze", "windows")
+#: Reported beside them: what a background driver's share of the CPU costs its own table.
+BACKGROUND_SERIES = ("silver",)
 
 
 def series_of(job: str) -> tuple[str, ...]:
-    """The latency series a job writes: the floor's table, or a layout's bronze and windows."""
+    """The latency series a job writes: the floor's table, or a layout's bronze, windows and
+    silver."""
+    return (FLOOR,) if job == FLOOR else PIPELINE_SERIES + BACKGROUND_SERIES
+
+
+def plotted_series(job: str) -> tuple[str, ...]:
+    """The series the plot draws: silver's minutes would flatten the seconds of the rest."""
     return (FLOOR,) if job == FLOOR else PIPELINE_SERIES
 
 
@@ -106,6 +122,8 @@ class Comparison:
     windows_p95_over_floor_s: float | None
     sustained: bool
     layout: str = STACK_LAYOUT
+    #: Silver's latency (its MERGE's commit minus the version's produced-at), no target.
+    silver: latency.Percentiles | None = None
 
 
 @dataclass
@@ -251,6 +269,7 @@ def save_latencies(spark: SparkSession, jobs: dict[str, Settings], folder: Path)
             else {
                 "bronze": (BRONZE_QUAKE_CHANGES.path(job_settings.lake_uri), "kafka_timestamp"),
                 "windows": (QUAKE_WINDOWS_1M.path(job_settings.lake_uri), "last_produced_at_ms"),
+                "silver": (SILVER_QUAKES.path(job_settings.lake_uri), "produced_at_ms"),
             }
         )
         for series, (path, sent_column) in sources.items():
@@ -285,7 +304,7 @@ def analyse(
         first = next(p for p in phases if p.job == job)  # its warm-up
         middle = (first.started_ms + first.ended_ms) // 2
         cold[job] = {}
-        for series in series_of(job):
+        for series in plotted_series(job):
             at = latency.settle_ms(
                 _sent_between(rows[job, series], started, first.ended_ms), started, middle
             )
@@ -316,6 +335,7 @@ def analyse(
                     None if w.p95_ms is None or f.p95_ms is None else (w.p95_ms - f.p95_ms) / 1000,
                     pipe.sustained,
                     layout,
+                    pipe.percentiles["silver"],
                 )
             )
     return cold, comparisons
@@ -395,14 +415,14 @@ def plot(
         *((f"{rate} events/s", [p for p in phases if p.rate_per_s == rate and not p.warmup])
           for rate in rates),
     ]  # fmt: skip
-    labels = [f"{job} {series}" for job in job_started_ms for series in series_of(job)]
+    labels = [f"{job} {series}" for job in job_started_ms for series in plotted_series(job)]
     colors = {label: f"C{i}" for i, label in enumerate(labels)}
     fig, axes = plt.subplots(2, len(columns), figsize=(5.5 * len(columns), 7), squeeze=False)
     for column, (title, shown) in enumerate(columns):
         ax, lag_ax = axes[0][column], axes[1][column]
         for phase in shown:
             start = job_started_ms[phase.job] if phase.warmup else phase.started_ms
-            for series in series_of(phase.job):
+            for series in plotted_series(phase.job):
                 window = _sent_between(rows[phase.job, series], start, phase.ended_ms)
                 p95 = latency.bucket_p95(window, start)
                 label = f"{phase.job} {series}"
@@ -488,12 +508,16 @@ def run_benchmark(
     from producers.loadgen.runner import ensure_topic
     from spark_jobs.session import build_spark
 
-    layouts = layouts or list(LAYOUTS)
+    layouts = layouts or list(DEFAULT_LAYOUTS)
     run_id = uuid.uuid4().hex[:8]
     work = settings.state_dir / "bench" / run_id
     work.mkdir(parents=True, exist_ok=True)
     os.environ["STREAMHOUSE_LOADGEN__METRICS_PORT"] = "0"
     jobs = {job: _bench_settings(settings, work, job, run_id) for job in (FLOOR, *layouts)}
+    for job, nice in LAYOUT_NICE.items():
+        if job in jobs:
+            spark_settings = jobs[job].spark.model_copy(update={"background_nice": nice})
+            jobs[job] = jobs[job].model_copy(update={"spark": spark_settings})
     for job_settings in jobs.values():
         ensure_topic(job_settings.kafka, job_settings.kafka.changes_topic)
     report(f"run {run_id}: jobs, logs and per-row latencies under {work}")

@@ -385,7 +385,8 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
         typer.Option(
             "--layout",
             help="Pipeline layout to run (repeat the option): two-drivers (as the stack runs "
-            "it), one-driver. Default: both.",
+            "it), one-driver, two-drivers-nice (the background driver at nice 10). Default: "
+            "two-drivers and one-driver.",
         ),
     ] = None,
     warmup: Annotated[
@@ -401,7 +402,7 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
     from spark_jobs import benchmark
 
     def action() -> None:
-        chosen_layouts = list(dict.fromkeys(layouts or benchmark.LAYOUTS))
+        chosen_layouts = list(dict.fromkeys(layouts or benchmark.DEFAULT_LAYOUTS))
         unknown = [name for name in chosen_layouts if name not in benchmark.LAYOUTS]
         if unknown:
             raise UserFacingError(
@@ -429,7 +430,8 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
         )
         table = rendering.table(
             "layout", "events/s", "floor P50/P95/P99 s", "bronze P50/P95/P99 s",
-            "bronze/floor P95, P99", "windows P50/P95/P99 s", "windows - floor P95", "sustained",
+            "bronze/floor P95, P99", "windows P50/P95/P99 s", "windows - floor P95",
+            "silver P50/P95/P99 s", "sustained",
             title="steady state, pipeline next to the floor (same run)",
         )  # fmt: skip
         for c in result.comparisons:
@@ -443,6 +445,9 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
                 "-"
                 if c.windows_p95_over_floor_s is None
                 else f"+{c.windows_p95_over_floor_s:.2f} s",
+                "-"
+                if c.silver is None
+                else _triple(c.silver.p50_ms, c.silver.p95_ms, c.silver.p99_ms),
                 "yes" if c.sustained else "no",
             )
         out.print(table)

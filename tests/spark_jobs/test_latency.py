@@ -77,7 +77,7 @@ def test_warm_ups_give_the_cold_start_and_stay_out_of_each_layout_s_comparison(
     tmp_path: Path,
 ) -> None:
     """Each job's warm-up measures its cold start only; the measured phases of each layout
-    are compared with the floor's phase at the same rate."""
+    are compared with the floor's phase at the same rate, silver's latency beside them."""
     from spark_jobs.benchmark import PhaseResult, analyse, plot
 
     def phase(job: str, rate: int, start_s: int, warmup: bool = False) -> PhaseResult:
@@ -94,8 +94,8 @@ def test_warm_ups_give_the_cold_start_and_stay_out_of_each_layout_s_comparison(
     steady = {"floor": 2_000, "two-drivers": 6_000, "one-driver": 4_000}
     data = {}
     for job, at in jobs.items():
-        for series in ("floor",) if job == "floor" else ("bronze", "windows"):
-            extra = 1_000 if series == "windows" else 0
+        for series in ("floor",) if job == "floor" else ("bronze", "windows", "silver"):
+            extra = {"windows": 1_000, "silver": 60_000}.get(series, 0)
             warm = steady_after(cold_s=20, total_s=60, cold_latency=30_000)
             warm["sent_ms"] += at * 1000
             measured_at = {"floor": 180, "two-drivers": 240, "one-driver": 300}[job]
@@ -112,5 +112,8 @@ def test_warm_ups_give_the_cold_start_and_stay_out_of_each_layout_s_comparison(
     assert by_layout["two-drivers"].bronze_p95_ratio == 3.0
     assert by_layout["one-driver"].bronze_p95_ratio == 2.0
     assert by_layout["one-driver"].windows_p95_over_floor_s == 3.0
+    # Silver is reported beside them (its minutes are in no ratio and no cold start).
+    assert by_layout["two-drivers"].silver is not None
+    assert by_layout["two-drivers"].silver.p95_ms == 66_000
     plot(data, phases, started, tmp_path / "plot.png")
     assert (tmp_path / "plot.png").stat().st_size > 0
