@@ -6,8 +6,14 @@ packages. What an operator needs first is whether each component is alive, and
 the API server already knows: ``/api/v2/monitor/health`` reads each component's
 latest heartbeat from the metadata database. The plugin in
 ``orchestration/airflow_plugins/`` serves the same answer, with the DAGs' paused
-flags, at ``/streamhouse/metrics`` on the API server's port, in Prometheus'
-format; ``render`` builds that text.
+flags and when each DAG's newest run of each final state ended, at
+``/streamhouse/metrics`` on the API server's port, in Prometheus' format;
+``render`` builds that text.
+
+The run ends come from Airflow's own table, not from a push by the DAG: a DAG
+whose runs never start (scheduler down, DAG paused) or never finish (a sensor
+never satisfied) has no task left to push anything, and an alert on the age of
+its newest end is its dead man's switch (``FreshnessCheckOverdue``).
 """
 
 from __future__ import annotations
@@ -21,6 +27,9 @@ from prometheus_client import CollectorRegistry, Gauge, generate_latest
 COMPONENT_HEALTHY = "streamhouse_airflow_component_healthy"
 HEARTBEAT_AGE = "streamhouse_airflow_heartbeat_age_seconds"
 DAG_PAUSED = "streamhouse_airflow_dag_paused"
+LAST_RUN_END = "streamhouse_airflow_dag_last_run_end_timestamp_seconds"
+#: The final states of a DAG run whose newest end is exported.
+FINAL_STATES = ("success", "failed")
 #: The components of ``get_airflow_health()``; the metadata database has no heartbeat.
 COMPONENTS = ("metadatabase", "scheduler", "dag_processor", "triggerer")
 
@@ -29,8 +38,10 @@ def render(
     health: Mapping[str, Mapping[str, Any]],
     paused: Iterable[tuple[str, bool]],
     now: datetime,
+    last_run_ends: Iterable[tuple[str, str, datetime]] = (),
 ) -> bytes:
-    """The exposition text of ``health`` (Airflow's health answer) and the DAGs' paused flags.
+    """The exposition text of ``health`` (Airflow's health answer), the DAGs' paused flags
+    and ``last_run_ends``: (dag_id, state, end) of each DAG's newest run in each final state.
 
     A component Airflow reports no job of (``status`` None: it never ran) is unhealthy
     here: the stack runs every component, so one that never started is down.
@@ -64,4 +75,13 @@ def render(
     )
     for dag_id, is_paused in paused:
         dags.labels(dag_id).set(int(is_paused))
+    ends = Gauge(
+        LAST_RUN_END,
+        "Unix time the DAG's newest run in this final state ended (Airflow's metadata database)",
+        ["dag_id", "state"],
+        registry=registry,
+    )
+    for dag_id, state, end in last_run_ends:
+        if state in FINAL_STATES:
+            ends.labels(dag_id, state).set(end.timestamp())
     return generate_latest(registry)

@@ -294,13 +294,18 @@ BATCH = Row(
         ),
         Panel(
             title="Time since each DAG's last finished run",
-            description="Seconds since the DAG's last run finished, successful or not. "
-            "lakehouse_daily finishes one a day once bronze's watermark passed the day's end; "
-            "past 28 hours DailyRunOverdue pages (scheduler down, DAG paused, sensor "
-            "never satisfied).",
-            queries=(Query(rules.DAG_RUN_AGE.record, "{{dag_id}}"),),
+            description="Seconds since the DAG's last run finished, successful or not: as the "
+            "DAG pushed it, and as Airflow's metadata database has it (every DAG, those that "
+            "push nothing on success too). lakehouse_daily finishes one a day once bronze's "
+            "watermark passed the day's end: past 28 hours DailyRunOverdue pages (scheduler "
+            "down, DAG paused, sensor never satisfied). lakehouse_freshness finishes one an "
+            "hour: past 3 hours FreshnessCheckOverdue warns.",
+            queries=(
+                Query(rules.DAG_RUN_AGE.record, "{{dag_id}}"),
+                Query(rules.AIRFLOW_DAG_RUN_AGE.record, "Airflow: {{dag_id}}"),
+            ),
             unit=Unit.SECONDS,
-            fed_by="Airflow DAGs, pushed to the Pushgateway",
+            fed_by="Airflow DAGs, pushed to the Pushgateway; the Airflow plugin",
         ),
         Panel(
             title="Last Great Expectations result (1 = passed, 0 = failed)",

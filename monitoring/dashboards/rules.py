@@ -206,6 +206,15 @@ DAG_RUN_AGE = RecordingRule(
     "max by (dag_id) (time() - streamhouse_dag_last_run_finished_timestamp_seconds)",
 )
 
+# The same from Airflow's own table (the plugin on its API server): seconds since each
+# DAG's newest finished run ended, for every DAG, including those that push nothing
+# when they succeed (lakehouse_freshness). FreshnessCheckOverdue reads it.
+AIRFLOW_DAG_RUN_AGE = RecordingRule(
+    "dag_id:streamhouse_airflow_dag_last_run_age_seconds:min",
+    "min by (dag_id) ("
+    'time() - streamhouse_airflow_dag_last_run_end_timestamp_seconds{job="airflow"})',
+)
+
 # -- host -----------------------------------------------------------------------
 
 # The share of each writable file system that is free: the disk panel and both
@@ -234,6 +243,7 @@ GROUPS = (
             QUERY_SILENCE,
             MART_DATA_AGE,
             DAG_RUN_AGE,
+            AIRFLOW_DAG_RUN_AGE,
         ),
     ),
     RuleGroup("streamhouse-recorded-host", (DISK_FREE,)),

@@ -2,8 +2,8 @@
 
 The API server mounts its FastAPI app at ``/streamhouse``: ``GET /streamhouse/metrics``
 answers what ``/api/v2/monitor/health`` reads from the metadata database (each
-component's latest heartbeat) and each DAG's paused flag, in Prometheus' text format
-(``monitoring/airflow_health.py``). Like the other ``/metrics`` endpoints of the
+component's latest heartbeat), each DAG's paused flag and when its newest successful
+and failed runs ended, in Prometheus' text format (``monitoring/airflow_health.py``). Like the other ``/metrics`` endpoints of the
 stack it needs no login: it says only whether components are alive, and binds where the
 API server binds (the runtime's host, 127.0.0.1 by default).
 """
@@ -25,11 +25,12 @@ def metrics() -> Response:
     # otherwise import the job runners (0.3 s) for nothing.
     from airflow.api.common.airflow_health import get_airflow_health
     from airflow.models.dag import DagModel
+    from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
     from prometheus_client import CONTENT_TYPE_LATEST
-    from sqlalchemy import select
+    from sqlalchemy import func, select
 
-    from monitoring.airflow_health import render
+    from monitoring.airflow_health import FINAL_STATES, render
 
     health = get_airflow_health()
     with create_session() as session:
@@ -39,7 +40,18 @@ def metrics() -> Response:
                 select(DagModel.dag_id, DagModel.is_paused).where(~DagModel.is_stale)
             )
         ]
-    return Response(render(health, paused, datetime.now(UTC)), media_type=CONTENT_TYPE_LATEST)
+        # One row per DAG and final state, from dag_run's (dag_id, state) index.
+        ends = [
+            (str(dag_id), str(state), end)
+            for dag_id, state, end in session.execute(
+                select(DagRun.dag_id, DagRun.state, func.max(DagRun.end_date))
+                .where(DagRun.state.in_(FINAL_STATES), DagRun.end_date.is_not(None))
+                .group_by(DagRun.dag_id, DagRun.state)
+            )
+        ]
+    return Response(
+        render(health, paused, datetime.now(UTC), ends), media_type=CONTENT_TYPE_LATEST
+    )
 
 
 class StreamhouseMetricsPlugin(AirflowPlugin):

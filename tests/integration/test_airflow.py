@@ -492,8 +492,9 @@ def _until(
 
 def test_prometheus_reads_each_component_s_health_and_sees_one_stop(daily: DailyRuns) -> None:
     """Job airflow (the plugin on the API server): every component healthy, the DAGs' paused
-    flags as the REST API has them; the triggerer stopped, its health turns 0 (the input of
-    AirflowComponentUnhealthy) and its heartbeat ages. Last in the module: it restarts it."""
+    flags and their newest runs' ends as the REST API has them; the triggerer stopped, its
+    health turns 0 (the input of AirflowComponentUnhealthy) and its heartbeat ages. Last in
+    the module: it restarts it."""
     settings, api = daily.settings, daily.api
     healthy = "max by (component) (streamhouse_airflow_component_healthy)"
     everyone = dict.fromkeys(("metadatabase", "scheduler", "dag_processor", "triggerer"), 1.0)
@@ -502,6 +503,27 @@ def test_prometheus_reads_each_component_s_health_and_sees_one_stop(daily: Daily
     paused = {str(d["dag_id"]): float(d["is_paused"]) for d in dags}
     assert paused["lakehouse_daily"] == 0.0  # the fixture unpaused it
     _until(settings, "max by (dag_id) (streamhouse_airflow_dag_paused)", "dag_id", paused, 30)
+    # Each DAG's newest end per final state, as the REST API lists the runs (the freshness
+    # run of the test above among them): the input of FreshnessCheckOverdue.
+    ends: dict[str, float] = {}
+    for dag_id in paused:
+        for run in api.request("GET", f"/dags/{dag_id}/dagRuns")["dag_runs"]:
+            if run["state"] in ("success", "failed") and run["end_date"]:
+                key = f"{dag_id}/{run['state']}"
+                end = datetime.fromisoformat(run["end_date"]).timestamp()
+                ends[key] = max(ends.get(key, 0.0), end)
+    assert "lakehouse_freshness/success" in ends, ends
+    expr = (
+        'label_join(streamhouse_airflow_dag_last_run_end_timestamp_seconds{job="airflow"}, '
+        '"key", "/", "dag_id", "state")'
+    )
+
+    def same_ends(seen: dict[str, float]) -> bool:
+        ours = {k: v for k, v in seen.items() if k.split("/")[0] in paused}
+        return ours.keys() == ends.keys() and all(abs(ours[k] - ends[k]) < 1e-3 for k in ends)
+
+    seen = eventually(settings, expr, same_ends, 30, by="key")
+    assert same_ends(seen), (seen, ends)
     stack.down(settings, ["airflow-triggerer"], report=print)
     try:
         # Stopped cleanly, its job ends: unhealthy at once, not after the 30 s threshold a

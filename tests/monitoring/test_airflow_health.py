@@ -6,7 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.airflow_health import COMPONENT_HEALTHY, DAG_PAUSED, HEARTBEAT_AGE, render
+from monitoring.airflow_health import (
+    COMPONENT_HEALTHY,
+    DAG_PAUSED,
+    HEARTBEAT_AGE,
+    LAST_RUN_END,
+    render,
+)
 
 NOW = datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
 
@@ -61,3 +67,26 @@ def test_a_database_that_does_not_answer_leaves_every_component_unhealthy() -> N
         for c in ("metadatabase", "scheduler", "dag_processor", "triggerer")
     }
     assert not [k for k in samples if k[0] == HEARTBEAT_AGE]
+
+
+def test_each_dag_s_newest_end_per_final_state() -> None:
+    """The (dag_id, state, end) rows the plugin reads from dag_run: one series per DAG and
+    final state, the end as unix time; a state that is not final is no series."""
+    ends = [
+        ("lakehouse_freshness", "success", NOW - timedelta(minutes=55)),
+        ("lakehouse_freshness", "failed", NOW - timedelta(days=2)),
+        ("lakehouse_daily", "success", NOW - timedelta(hours=7)),
+        ("lakehouse_daily", "running", NOW),
+    ]
+    text = render({}, [], NOW, ends).decode()
+    samples = {
+        (sample.labels["dag_id"], sample.labels["state"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == LAST_RUN_END
+    }
+    assert samples == {
+        ("lakehouse_freshness", "success"): NOW.timestamp() - 55 * 60,
+        ("lakehouse_freshness", "failed"): NOW.timestamp() - 2 * 86400,
+        ("lakehouse_daily", "success"): NOW.timestamp() - 7 * 3600,
+    }

@@ -140,7 +140,8 @@ def _exported_metrics() -> set[str]:
 
     now = datetime.now(UTC)
     scheduler = {"status": "healthy", "latest_scheduler_heartbeat": now.isoformat()}
-    text = render({"scheduler": scheduler}, [("lakehouse_daily", True)], now).decode()
+    ends = [("lakehouse_freshness", "success", now)]
+    text = render({"scheduler": scheduler}, [("lakehouse_daily", True)], now, ends).decode()
     names.update(family.name for family in text_string_to_metric_families(text))
     return names
 
