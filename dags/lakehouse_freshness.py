@@ -6,6 +6,9 @@
 - **consumer_lag**: the streaming job's Kafka lag (its own metric, through
   Prometheus) against `airflow.max_consumer_lag_records`; over it, or no
   query reporting at all, fails the task and alerts.
+- **report**: both passed; the run's success to the Pushgateway (a failure is
+  pushed by the failure callback), so that `DagRunFailed` stops once a run
+  succeeds again.
 
 A cron string: Airflow 3 makes it a `CronTriggerTimetable` (no data
 interval), which is right here: the checks are about now, not an interval.
@@ -74,8 +77,14 @@ def lakehouse_freshness() -> None:
             raise AirflowFailException("; ".join(problems))
         return lags
 
-    source_freshness()
-    consumer_lag()
+    @task
+    def report(sources: list[dict[str, Any]], lags: dict[str, float]) -> dict[str, Any]:
+        from orchestration.tasks import push_run_success
+
+        push_run_success(get_current_context())
+        return {"sources": len(sources), "max_lag_records": max(lags.values(), default=0.0)}
+
+    report(source_freshness(), consumer_lag())
 
 
 lakehouse_freshness()

@@ -8,7 +8,8 @@ Kafka records by timestamp (empty bounds: everything).
    as `streamhouse replay bronze|kafka` does.
 2. **reconcile**: every difference between the live silver and window tables
    and the replay, within what the range touched; any difference fails the
-   task (no retry: the data would not change) and alerts.
+   task (no retry: the data would not change) and alerts. No difference: the
+   run's success to the Pushgateway.
 """
 
 from __future__ import annotations
@@ -97,6 +98,9 @@ def lakehouse_replay() -> None:
         )
         if differences:
             raise AirflowFailException(describe(differences))
+        from orchestration.tasks import push_run_success
+
+        push_run_success(context)
         return {"replayed": counts, "differences": 0}
 
     reconcile(replay())

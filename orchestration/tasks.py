@@ -81,14 +81,14 @@ def publish_docs(context: Any) -> str:
     return daily.publish_docs(runtime_settings(), f"{ti.dag_id} run {ti.run_id}")
 
 
-def report(
-    context: Any,
-    validations: list[dict[str, Any]],
-    build: dict[str, Any],
-    compaction: dict[str, Any],
-    docs: str,
-) -> dict[str, Any]:
-    """The run's summary, and its success pushed for the dashboards."""
+def push_run_success(context: Any) -> None:
+    """The run's success, pushed for the dashboards and alerts by its last task.
+
+    Failures are pushed by ``LakehouseNotifier``; a DAG that pushed only those kept its
+    last failure in the Pushgateway for good, and ``DagRunFailed`` paged on through every
+    successful run after it. A Pushgateway that does not answer is logged: the run's
+    work is done.
+    """
     ti = context["ti"]
     dag_run = context.get("dag_run")
     started = getattr(dag_run, "start_date", None) or datetime.now(UTC)
@@ -102,6 +102,17 @@ def report(
         )
     except MetricsPushError as error:
         log.warning("%s", error)
+
+
+def report(
+    context: Any,
+    validations: list[dict[str, Any]],
+    build: dict[str, Any],
+    compaction: dict[str, Any],
+    docs: str,
+) -> dict[str, Any]:
+    """The run's summary, and its success pushed for the dashboards."""
+    push_run_success(context)
     summary = {
         "interval": interval_of(context).label(),
         "quality": {

@@ -3,9 +3,10 @@
 The API server mounts its FastAPI app at ``/streamhouse``: ``GET /streamhouse/metrics``
 answers what ``/api/v2/monitor/health`` reads from the metadata database (each
 component's latest heartbeat), each DAG's paused flag and when its newest successful
-and failed runs ended, in Prometheus' text format (``monitoring/airflow_health.py``). Like the other ``/metrics`` endpoints of the
-stack it needs no login: it says only whether components are alive, and binds where the
-API server binds (the runtime's host, 127.0.0.1 by default).
+and failed runs ended, in Prometheus' text format (``monitoring/airflow_health.py``).
+Like the other ``/metrics`` endpoints of the stack it needs no login: it says only
+whether components are alive and when runs ended, and binds where the API server binds
+(the runtime's host, 127.0.0.1 by default).
 """
 
 from __future__ import annotations
@@ -49,9 +50,7 @@ def metrics() -> Response:
                 .group_by(DagRun.dag_id, DagRun.state)
             )
         ]
-    return Response(
-        render(health, paused, datetime.now(UTC), ends), media_type=CONTENT_TYPE_LATEST
-    )
+    return Response(render(health, paused, datetime.now(UTC), ends), media_type=CONTENT_TYPE_LATEST)
 
 
 class StreamhouseMetricsPlugin(AirflowPlugin):

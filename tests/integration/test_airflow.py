@@ -445,11 +445,22 @@ def test_the_freshness_and_replay_dags_run_on_the_stack(
     (bronze replayed into side tables and reconciled with the live ones, closed windows),
     after an hour of on-time events: the hourly freshness run the scheduler starts when the
     DAG is unpaused, and a replay triggered over the API. Both succeed, with their results in
-    XCom."""
+    XCom, and each run's success replaces the failure an earlier run left in Prometheus."""
     settings, api = airflow_stack, airflow_api(airflow_stack)
     closed_before = _load_the_last_hour(settings, spark)
     runs = {}
     dag_ids = ("lakehouse_freshness", "lakehouse_replay")
+    # As if an earlier run of each had failed (their failure callbacks push this): a
+    # successful run must replace it, or DagRunFailed pages on for good.
+    an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    for dag_id in dag_ids:
+        push_dag_run(
+            settings,
+            dag_id=dag_id,
+            success=False,
+            started_at=an_hour_ago,
+            finished_at=an_hour_ago + timedelta(minutes=1),
+        )
     try:
         for dag_id in dag_ids:
             api.wait_for_dag(dag_id)
@@ -481,6 +492,12 @@ def test_the_freshness_and_replay_dags_run_on_the_stack(
     reconciled = api.xcom("lakehouse_replay", runs["lakehouse_replay"], "reconcile")
     assert reconciled["differences"] == 0, reconciled
     assert reconciled["replayed"]["quake_windows_1m"] > 0, reconciled
+    success = "max by (dag_id) (streamhouse_dag_last_run_success)"
+    wanted = dict.fromkeys(dag_ids, 1.0)
+    seen = eventually(
+        settings, success, lambda v: {d: v.get(d) for d in dag_ids} == wanted, 60, "dag_id"
+    )
+    assert {d: seen.get(d) for d in dag_ids} == wanted, seen
 
 
 def _until(
