@@ -295,8 +295,8 @@ BATCH = Row(
         Panel(
             title="Time since each DAG's last finished run",
             description="Seconds since the DAG's last run finished, successful or not: as the "
-            "DAG pushed it, and as Airflow's metadata database has it (every DAG, those that "
-            "push nothing on success too). lakehouse_daily finishes one a day once bronze's "
+            "DAG pushed it, and as Airflow's metadata database has it (every DAG, with no "
+            "task of it having to run). lakehouse_daily finishes one a day once bronze's "
             "watermark passed the day's end: past 28 hours DailyRunOverdue pages (scheduler "
             "down, DAG paused, sensor never satisfied). lakehouse_freshness finishes one an "
             "hour: past 3 hours FreshnessCheckOverdue warns.",

@@ -207,8 +207,8 @@ DAG_RUN_AGE = RecordingRule(
 )
 
 # The same from Airflow's own table (the plugin on its API server): seconds since each
-# DAG's newest finished run ended, for every DAG, including those that push nothing
-# when they succeed (lakehouse_freshness). FreshnessCheckOverdue reads it.
+# DAG's newest finished run ended, for every DAG, with no task of the DAG having to run
+# and push. FreshnessCheckOverdue reads it.
 AIRFLOW_DAG_RUN_AGE = RecordingRule(
     "dag_id:streamhouse_airflow_dag_last_run_age_seconds:min",
     "min by (dag_id) ("
