@@ -62,10 +62,11 @@ CRITICAL_JOBS = ("bronze", "windows")
 BACKGROUND_JOBS = ("late", "silver", "rollup")
 FLOOR = "floor"
 #: How the pipeline's queries are spread over drivers: (jobs, `stream run --background`) per driver.
+_TWO_DRIVERS = ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True))
 LAYOUTS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
-    "two-drivers": ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True)),
+    "two-drivers": _TWO_DRIVERS,
     "one-driver": ((CRITICAL_JOBS + BACKGROUND_JOBS, False),),
-    "two-drivers-nice": ((CRITICAL_JOBS, False), (BACKGROUND_JOBS, True)),
+    "two-drivers-nice": _TWO_DRIVERS,
 }
 #: The layouts a run measures unless told otherwise.
 DEFAULT_LAYOUTS = ("two-drivers", "one-driver")
