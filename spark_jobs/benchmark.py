@@ -18,7 +18,11 @@ Each job starts right before a warm-up phase of its own (load at the first
 rate: a start under load), which measures its cold start, the time until
 latency settles, and is left out of the steady-state percentiles. The
 measured phases then alternate the jobs rate by rate, so each sees the same
-machine; a job waits idle through the others' phases. Latency = commit time in
+machine; a job waits idle through the others' phases. After each of its
+phases a pipeline job is drained (``drain``): the next phase starts only once
+every query that reads bronze has read all the phase produced. Silver's
+trigger is minutes, so without it one layout's silver MERGE ran in the next
+job's phase and was charged to that job. Latency = commit time in
 Delta (change data feed) minus the Kafka record's timestamp, per row; every
 row's latency is kept (Parquet, in the run's folder) and the percentiles, the
 cold starts and the plot come from those files. Each pipeline figure is printed
@@ -38,15 +42,30 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.kafka_topics import offset_span
 from core.settings import PROJECT_ROOT, Settings, settings_env
-from lake.tables import BRONZE_QUAKE_CHANGES, QUAKE_WINDOWS_1M, SILVER_QUAKES
-from spark_jobs import latency, replay
+from lake.tables import (
+    BRONZE_QUAKE_CHANGES,
+    LATE_QUAKE_CHANGES,
+    QUAKE_WINDOWS_1H,
+    QUAKE_WINDOWS_1M,
+    SILVER_QUAKES,
+    Table,
+)
+from spark_jobs import checkpoints, latency, replay
+from spark_jobs.aggregates_stream import HOUR_QUERY, MINUTE_QUERY
+from spark_jobs.aggregates_stream import JOB as AGGREGATES_JOB
+from spark_jobs.bronze_stream import QUERY_NAME as BRONZE_QUERY
 from spark_jobs.floor import floor_path
+from spark_jobs.late_stream import JOB as LATE_JOB
+from spark_jobs.late_stream import QUERY_NAME as LATE_QUERY
+from spark_jobs.silver_stream import JOB as SILVER_JOB
+from spark_jobs.silver_stream import QUERY_NAME as SILVER_QUERY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -57,6 +76,17 @@ if TYPE_CHECKING:
 # Lag (in seconds of input) at the end of a phase above which the rate is not sustained.
 SUSTAINED_LAG_S = 10.0
 STOP_TIMEOUT_S = 120.0
+#: The longest wait after a phase for a job's queries to read what it produced (silver's
+#: trigger is 2 minutes, and its MERGE of them may take a minute more on a busy machine).
+DRAIN_TIMEOUT_S = 300.0
+#: The queries that read a Delta table, by the name their metrics carry: (job, sink, source).
+#: Their checkpoints say how far they have read.
+DELTA_READERS: dict[str, tuple[str, Table, Table]] = {
+    MINUTE_QUERY: (AGGREGATES_JOB, QUAKE_WINDOWS_1M, BRONZE_QUAKE_CHANGES),
+    HOUR_QUERY: (AGGREGATES_JOB, QUAKE_WINDOWS_1H, QUAKE_WINDOWS_1M),
+    SILVER_QUERY: (SILVER_JOB, SILVER_QUAKES, BRONZE_QUAKE_CHANGES),
+    LATE_QUERY: (LATE_JOB, LATE_QUAKE_CHANGES, BRONZE_QUAKE_CHANGES),
+}
 #: The pipeline's two drivers, as the stack runs them.
 CRITICAL_JOBS = ("bronze", "windows")
 BACKGROUND_JOBS = ("late", "silver", "rollup")
@@ -92,6 +122,14 @@ def plotted_series(job: str) -> tuple[str, ...]:
     return (FLOOR,) if job == FLOOR else PIPELINE_SERIES
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far a pipeline job's ingest has got: rows it wrote to bronze and quarantine."""
+
+    bronze_rows: int
+    quarantined_rows: int
+
+
 @dataclass
 class PhaseResult:
     """What one fixed-rate phase measured: steady percentiles and the lag."""
@@ -108,6 +146,9 @@ class PhaseResult:
     max_lag_records: int = 0
     sustained: bool = True
     lag_samples: list[tuple[float, int]] = field(default_factory=list)
+    #: Seconds after the phase until every query had read what it produced (None: not
+    #: within DRAIN_TIMEOUT_S; 0 for the floor, whose one query is ingest).
+    drained_s: float | None = 0.0
 
 
 @dataclass
@@ -176,21 +217,113 @@ def _spawn(settings: Settings, args: list[str], log: Path) -> subprocess.Popen[b
         )
 
 
-def _rows_written(settings: Settings) -> int:
+def _metric_samples(settings: Settings) -> list[Any]:
+    """Every sample a job's drivers serve (the background driver's port too, when it has one)."""
     rt = settings.runtime
-    try:
-        text = httpx.get(f"http://{rt.host}:{rt.ports.stream_metrics}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return 0
-    return int(
-        sum(
-            sample.value
-            for family in text_string_to_metric_families(text)
-            if family.name == "streamhouse_stream_rows_written"
-            for sample in family.samples
-            if sample.name.endswith("_total") and sample.labels.get("sink") == "bronze"
-        )
-    )
+    samples: list[Any] = []
+    for port in (rt.ports.stream_metrics, rt.ports.stream_background_metrics):
+        try:
+            text = httpx.get(f"http://{rt.host}:{port}/metrics", timeout=5).text
+        except httpx.HTTPError:
+            continue
+        for family in text_string_to_metric_families(text):
+            samples.extend(family.samples)
+    return samples
+
+
+def progress_of(samples: list[Any]) -> Progress:
+    """Rows written to bronze and to quarantine, from a job's metric samples."""
+    written = {"bronze": 0, "quarantine": 0}
+    for sample in samples:
+        if sample.name == "streamhouse_stream_rows_written_total":
+            sink = sample.labels.get("sink")
+            if sink in written:
+                written[sink] += int(sample.value)
+    return Progress(written["bronze"], written["quarantine"])
+
+
+def _rows_written(settings: Settings) -> int:
+    return progress_of(_metric_samples(settings)).bronze_rows
+
+
+def has_read_all(offset: dict[str, Any] | None, latest_version: int | None) -> bool:
+    """True when a Delta source's committed offset covers its table's latest version (pure).
+
+    Delta's offset is ``(reservoirVersion, index)``: the next version to read
+    from index -1, or the last file read of a version. A query that read all of
+    version V stands at ``(V + 1, -1)``, or at ``(V, i)`` with ``i >= 0`` (its
+    batch ended on V's last file: the benchmark sets no file limit per
+    trigger, so a batch never stops inside a version).
+    """
+    if latest_version is None:
+        return True
+    if offset is None:
+        return False
+    version, index = int(offset["reservoirVersion"]), int(offset["index"])
+    return version > latest_version or (version == latest_version and index >= 0)
+
+
+def _local_path(uri: str) -> Path:
+    """A benchmark's lake and checkpoints are local: a path, or a ``file:`` URI."""
+    return Path(urlparse(uri).path if uri.startswith("file:") else uri)
+
+
+def _committed_delta_offset(checkpoint: Path) -> dict[str, Any] | None:
+    commits = [int(p.name) for p in (checkpoint / "commits").glob("*") if p.name.isdigit()]
+    if not commits:
+        return None
+    sources = checkpoints.parse_offset_log((checkpoint / "offsets" / str(max(commits))).read_text())
+    return sources[0] if sources and isinstance(sources[0], dict) else None
+
+
+def _latest_version(table: Path) -> int | None:
+    versions = [int(p.stem) for p in (table / "_delta_log").glob("*.json") if p.stem.isdigit()]
+    return max(versions, default=None)
+
+
+def behind(settings: Settings, produced: int) -> list[str]:
+    """The queries of a pipeline job that have not yet read all that ``produced`` records gave.
+
+    Ingest is behind while bronze and quarantine hold fewer rows than the topic
+    (the load generator's topic has no transaction markers); a query that reads
+    a Delta table is behind while its last committed offset is short of the
+    table's latest version. Read from the job's local lake and checkpoints.
+    """
+    late = []
+    progress = progress_of(_metric_samples(settings))
+    if progress.bronze_rows + progress.quarantined_rows < produced:
+        late.append(BRONZE_QUERY)
+    for query, (job, sink, source) in DELTA_READERS.items():
+        offset = _committed_delta_offset(_local_path(settings.checkpoint_dir(job, sink.name)))
+        if not has_read_all(offset, _latest_version(_local_path(source.path(settings.lake_uri)))):
+            late.append(query)
+    return late
+
+
+def drain(
+    settings: Settings,
+    label: str,
+    report: Callable[[str], None],
+    timeout_s: float = DRAIN_TIMEOUT_S,
+) -> float | None:
+    """Wait until the job has read everything its phase produced; seconds waited, None past
+    ``timeout_s``.
+
+    Without it a layout's background batch (silver's trigger is minutes) runs in
+    the next job's phase and is charged to that job's latency.
+    """
+    began = time.monotonic()
+    produced = _topic_size(settings)
+    while waiting := behind(settings, produced):
+        waited = time.monotonic() - began
+        if waited > timeout_s:
+            report(f"  {label}: still behind after {waited:.0f} s: {', '.join(waiting)}")
+            return None
+        report(f"  {label}: draining, behind: {', '.join(waiting)} ({waited:.0f} s)")
+        time.sleep(5)
+    waited = time.monotonic() - began
+    report(f"  {label}: drained in {waited:.0f} s")
+    return waited
 
 
 def _wait_or_kill(process: subprocess.Popen[bytes], report: Callable[[str], None]) -> None:
@@ -542,18 +675,19 @@ def run_benchmark(
 
     def phase(job: str, rate: int, seconds: float, warmup: bool) -> None:
         report(f"{job}: {'warm-up, ' if warmup else ''}{rate} events/s for {seconds:.0f} s")
-        phases.append(
-            run_phase(
-                jobs[job],
-                job=job,
-                rate=rate,
-                duration_s=seconds,
-                processes=processes,
-                work_dir=work,
-                report=report,
-                warmup=warmup,
-            )
+        result = run_phase(
+            jobs[job],
+            job=job,
+            rate=rate,
+            duration_s=seconds,
+            processes=processes,
+            work_dir=work,
+            report=report,
+            warmup=warmup,
         )
+        if job != FLOOR:
+            result.drained_s = drain(jobs[job], job, report)
+        phases.append(result)
         for process in processes_of:
             if process.poll() is not None:
                 raise RuntimeError(f"a benchmark job exited early; see {work}")
