@@ -20,7 +20,8 @@ latency settles, and is left out of the steady-state percentiles. The
 measured phases then alternate the jobs rate by rate, so each sees the same
 machine; a job waits idle through the others' phases. After each of its
 phases a pipeline job is drained (``drain``): the next phase starts only once
-every query that reads bronze has read all the phase produced. Silver's
+bronze holds the phase's records and every query that reads a Delta table has
+read all of it. Silver's
 trigger is minutes, so without it one layout's silver MERGE ran in the next
 job's phase and was charged to that job. Latency = commit time in
 Delta (change data feed) minus the Kafka record's timestamp, per row; every
@@ -252,8 +253,9 @@ def has_read_all(offset: dict[str, Any] | None, latest_version: int | None) -> b
     Delta's offset is ``(reservoirVersion, index)``: the next version to read
     from index -1, or the last file read of a version. A query that read all of
     version V stands at ``(V + 1, -1)``, or at ``(V, i)`` with ``i >= 0`` (its
-    batch ended on V's last file: the benchmark sets no file limit per
-    trigger, so a batch never stops inside a version).
+    batch ended on V's last file: under Delta's default limit of 1,000 files per
+    trigger a batch never stops inside a version of a few files; a smaller
+    ``spark.delta_max_files_per_trigger`` could make this say drained early).
     """
     if latest_version is None:
         return True
