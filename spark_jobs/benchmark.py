@@ -27,8 +27,15 @@ job's phase and was charged to that job. Latency = commit time in
 Delta (change data feed) minus the Kafka record's timestamp, per row; every
 row's latency is kept (Parquet, in the run's folder) and the percentiles, the
 cold starts and the plot come from those files. Each pipeline figure is printed
-next to its ratio to the floor. Replays of every phase's records, from Kafka
-and from bronze, run in a fresh JVM twice in a row: cold, then warm.
+next to its ratio to the floor.
+
+Beside the latencies, ``cpu_profile.CpuSampler`` samples once a second the CPU
+of every job's drivers, the load generator and the host: each phase's
+CPU-seconds by process (``PhaseResult.cpu_s``), and for each layout with a
+background driver, bronze's percentiles split by whether that driver was busy
+just before each row's commit (``Comparison.bronze_by_background``). Replays
+of every phase's records, from Kafka and from bronze, run in a fresh JVM twice
+in a row: cold, then warm.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from lake.tables import (
     SILVER_QUAKES,
     Table,
 )
-from spark_jobs import checkpoints, latency, replay
+from spark_jobs import checkpoints, cpu_profile, latency, replay
 from spark_jobs.aggregates_stream import HOUR_QUERY, MINUTE_QUERY
 from spark_jobs.aggregates_stream import JOB as AGGREGATES_JOB
 from spark_jobs.bronze_stream import QUERY_NAME as BRONZE_QUERY
@@ -110,6 +117,34 @@ STACK_LAYOUT = "two-drivers"
 PIPELINE_SERIES = ("bronze", "windows")
 #: Reported beside them: what a background driver's share of the CPU costs its own table.
 BACKGROUND_SERIES = ("silver",)
+#: The load generator's role in the CPU profile; the rest of the host is its busy time minus
+#: every role (Kafka, the registry, PostgreSQL, the benchmark itself).
+LOADGEN_ROLE = "loadgen"
+OTHER_JOBS = "other jobs"
+REST_OF_HOST = "rest of host"
+
+
+def driver_role(job: str, number: int) -> str:
+    """A driver's role in the CPU profile: the floor, a layout's ``ingest`` and ``background``
+    drivers, or its only ``driver``."""
+    if job == FLOOR:
+        return FLOOR
+    drivers = LAYOUTS[job]
+    if len(drivers) == 1:
+        return f"{job} driver"
+    return f"{job} {'background' if drivers[number][1] else 'ingest'}"
+
+
+def job_roles(job: str) -> list[str]:
+    """Every driver role of a job."""
+    return [FLOOR] if job == FLOOR else [driver_role(job, n) for n in range(len(LAYOUTS[job]))]
+
+
+def background_role(job: str) -> str | None:
+    """The role of a layout's background driver, if it has one."""
+    if job == FLOOR:
+        return None
+    return next((driver_role(job, n) for n, (_, bg) in enumerate(LAYOUTS[job]) if bg), None)
 
 
 def series_of(job: str) -> tuple[str, ...]:
@@ -150,6 +185,8 @@ class PhaseResult:
     #: Seconds after the phase until every query had read what it produced (None: not
     #: within DRAIN_TIMEOUT_S; 0 for the floor, whose one query is ingest).
     drained_s: float | None = 0.0
+    #: CPU-seconds by role while the phase ran (``phase_cpu``).
+    cpu_s: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -167,6 +204,8 @@ class Comparison:
     layout: str = STACK_LAYOUT
     #: Silver's latency (its MERGE's commit minus the version's produced-at), no target.
     silver: latency.Percentiles | None = None
+    #: Bronze's rows by whether the background driver was busy before their commit.
+    bronze_by_background: cpu_profile.BusySplit | None = None
 
 
 @dataclass
@@ -203,6 +242,8 @@ class StreamingBenchReport:
     targets: dict[str, dict[str, bool | None]]
     latencies_dir: str
     finished_at: str
+    #: The raw CPU samples (``at_ms,role,cpu_s``), beside the latencies.
+    cpu_samples_path: str
     machine: dict[str, Any]
 
 
@@ -357,6 +398,7 @@ def run_phase(
     work_dir: Path,
     report: Callable[[str], None],
     warmup: bool = False,
+    sampler: cpu_profile.CpuSampler | None = None,
 ) -> PhaseResult:
     """Drive the load generator at ``rate`` for ``duration_s`` (sampling the pipeline's lag)."""
     before = _topic_size(settings)
@@ -371,6 +413,8 @@ def run_phase(
         ],
         work_dir / f"loadgen-{label}-{rate}.log",
     )  # fmt: skip
+    if sampler is not None:
+        sampler.track(LOADGEN_ROLE, load.pid)
     began = time.monotonic()
 
     def sample() -> None:
@@ -428,13 +472,38 @@ def _sent_between(data: pd.DataFrame, start_ms: int, end_ms: int) -> pd.DataFram
     return data[(data["sent_ms"] >= start_ms) & (data["sent_ms"] <= end_ms)]
 
 
+def phase_cpu(
+    samples: list[cpu_profile.CpuSample], phase: PhaseResult, jobs: list[str]
+) -> dict[str, float]:
+    """CPU-seconds by role while ``phase`` ran (pure): its job's drivers, the other jobs'
+    drivers together (idle, or draining late), the load generator, the rest of the host
+    (Kafka, the registry, ...), and the host's busy and stolen time."""
+    used = cpu_profile.roles_in(samples, phase.started_ms, phase.ended_ms)
+    mine = {role: used.get(role, 0.0) for role in job_roles(phase.job)}
+    others = sum(used.get(role, 0.0) for job in jobs if job != phase.job for role in job_roles(job))
+    loadgen = used.get(LOADGEN_ROLE, 0.0)
+    host = used.get(cpu_profile.HOST_BUSY, 0.0)
+    rest = max(0.0, host - sum(mine.values()) - others - loadgen)
+    figures = {
+        **mine,
+        OTHER_JOBS: others,
+        LOADGEN_ROLE: loadgen,
+        REST_OF_HOST: rest,
+        cpu_profile.HOST_BUSY: host,
+        cpu_profile.HOST_STEAL: used.get(cpu_profile.HOST_STEAL, 0.0),
+    }
+    return {role: round(seconds, 1) for role, seconds in figures.items()}
+
+
 def analyse(
     rows: dict[tuple[str, str], pd.DataFrame],
     phases: list[PhaseResult],
     job_started_ms: dict[str, int],
+    samples: list[cpu_profile.CpuSample] | None = None,
 ) -> tuple[dict[str, dict[str, float | None]], list[Comparison]]:
     """Cold starts (from each job's warm-up), each measured phase's percentiles, and each
-    layout's comparisons with the floor, rate by rate."""
+    layout's comparisons with the floor, rate by rate; with CPU ``samples``, each phase's
+    CPU by role and bronze's rows split by the background driver's CPU."""
     cold: dict[str, dict[str, float | None]] = {}
     for job, started in job_started_ms.items():
         first = next(p for p in phases if p.job == job)  # its warm-up
@@ -449,6 +518,8 @@ def analyse(
         for series in series_of(phase.job):
             window = _sent_between(rows[phase.job, series], phase.started_ms, phase.ended_ms)
             phase.percentiles[series] = latency.Percentiles.of(window["latency_ms"])
+        if samples is not None:
+            phase.cpu_s = phase_cpu(samples, phase, list(job_started_ms))
     measured = [p for p in phases if not p.warmup]
     comparisons = []
     for layout in dict.fromkeys(p.job for p in measured if p.job != FLOOR):
@@ -459,6 +530,16 @@ def analyse(
                 floor.percentiles[FLOOR],
                 pipe.percentiles["bronze"],
                 pipe.percentiles["windows"],
+            )
+            background = background_role(layout)
+            split = (
+                cpu_profile.split_by_busy(
+                    _sent_between(rows[layout, "bronze"], pipe.started_ms, pipe.ended_ms),
+                    samples,
+                    background,
+                )
+                if samples is not None and background is not None
+                else None
             )
             comparisons.append(
                 Comparison(
@@ -472,6 +553,7 @@ def analyse(
                     pipe.sustained,
                     layout,
                     pipe.percentiles["silver"],
+                    split,
                 )
             )
     return cold, comparisons
@@ -537,9 +619,11 @@ def plot(
     phases: list[PhaseResult],
     job_started_ms: dict[str, int],
     path: Path,
+    samples: list[cpu_profile.CpuSample] | None = None,
 ) -> None:
     """P95 latency per 5 s: each job's warm-up from its start (the cold start), then each
-    rate's phases with every job side by side; below, the layouts' lag."""
+    rate's phases with every job side by side; below, the layouts' lag, and with CPU
+    ``samples`` each job's drivers' cores (5 s mean)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -553,9 +637,23 @@ def plot(
     ]  # fmt: skip
     labels = [f"{job} {series}" for job in job_started_ms for series in plotted_series(job)]
     colors = {label: f"C{i}" for i, label in enumerate(labels)}
-    fig, axes = plt.subplots(2, len(columns), figsize=(5.5 * len(columns), 7), squeeze=False)
+    roles = [role for job in job_started_ms for role in job_roles(job)]
+    role_colors = {role: f"C{i}" for i, role in enumerate(roles)}
+    height = 3 if samples is not None else 2
+    fig, axes = plt.subplots(
+        height, len(columns), figsize=(5.5 * len(columns), 3.5 * height), squeeze=False
+    )
     for column, (title, shown) in enumerate(columns):
         ax, lag_ax = axes[0][column], axes[1][column]
+        if samples is not None:
+            _plot_cpu(
+                axes[2][column],
+                title,
+                shown=shown,
+                job_started_ms=job_started_ms,
+                samples=samples,
+                colors=role_colors,
+            )
         for phase in shown:
             start = job_started_ms[phase.job] if phase.warmup else phase.started_ms
             for series in plotted_series(phase.job):
@@ -581,6 +679,38 @@ def plot(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
+
+
+def _plot_cpu(
+    ax: Any,
+    title: str,
+    *,
+    shown: list[PhaseResult],
+    job_started_ms: dict[str, int],
+    samples: list[cpu_profile.CpuSample],
+    colors: dict[str, str],
+) -> None:
+    """One column's CPU row: the cores each driver of each shown job used, 5 s mean."""
+    import pandas as pd
+
+    for phase in shown:
+        start = job_started_ms[phase.job] if phase.warmup else phase.started_ms
+        for role in job_roles(phase.job):
+            mine = [
+                (s.at_ms, s.cpu_s)
+                for s in samples
+                if s.role == role and start < s.at_ms <= phase.ended_ms
+            ]
+            if not mine:
+                continue
+            cores = pd.Series([c for _, c in mine], index=[(t - start) / 1000 for t, _ in mine])
+            ax.plot(cores.index, cores.rolling(5, min_periods=1).mean(), label=role,
+                    color=colors[role])  # fmt: skip
+    ax.set_title(f"{title}: CPU of each driver (cores, 5 s mean)")
+    from_start = bool(shown) and shown[0].warmup
+    ax.set_xlabel("seconds from the job's start" if from_start else "seconds into phase")
+    if ax.lines:
+        ax.legend(fontsize="small")
 
 
 def measure_replay(settings: Settings, source: str, until_ms: int, log: Path) -> ReplayResult:
@@ -660,6 +790,8 @@ def run_benchmark(
     processes_of: list[subprocess.Popen[bytes]] = []
     started: dict[str, int] = {}
     phases: list[PhaseResult] = []
+    sampler = cpu_profile.CpuSampler()
+    sampler.start()
 
     def start(job: str) -> None:
         started[job] = int(time.time() * 1000)
@@ -668,12 +800,14 @@ def run_benchmark(
             processes_of.append(
                 _spawn(job_settings, ["-m", "spark_jobs.floor"], work / "floor.log")
             )
+            sampler.track(FLOOR, processes_of[-1].pid)
             return
         cli = ["-m", "streamhouse.cli", "stream", "run"]
         for number, (queries, background) in enumerate(LAYOUTS[job]):
             args = [*cli, *queries, *(["--background"] if background else [])]
             log = work / f"{job}-driver{number + 1}.log"
             processes_of.append(_spawn(job_settings, args, log))
+            sampler.track(driver_role(job, number), processes_of[-1].pid)
 
     def phase(job: str, rate: int, seconds: float, warmup: bool) -> None:
         report(f"{job}: {'warm-up, ' if warmup else ''}{rate} events/s for {seconds:.0f} s")
@@ -686,6 +820,7 @@ def run_benchmark(
             work_dir=work,
             report=report,
             warmup=warmup,
+            sampler=sampler,
         )
         if job != FLOOR:
             result.drained_s = drain(jobs[job], job, report)
@@ -707,6 +842,10 @@ def run_benchmark(
                 os.kill(process.pid, signal.SIGTERM)
         for process in processes_of:
             _wait_or_kill(process, report)
+        sampler.stop()
+    samples = sampler.snapshot()
+    cpu_path = work / "cpu.csv"
+    cpu_profile.write_samples(samples, cpu_path)
     report("reading every row's latency from the change data feeds")
     spark = build_spark(jobs[FLOOR], "streamhouse-bench", work / "bench-spark.log")
     try:
@@ -714,8 +853,8 @@ def run_benchmark(
     finally:
         spark.stop()
     rows = load_latencies(work / "latencies", list(jobs))
-    cold, comparisons = analyse(rows, phases, started)
-    plot(rows, phases, started, output.with_suffix(".png"))
+    cold, comparisons = analyse(rows, phases, started, samples)
+    plot(rows, phases, started, output.with_suffix(".png"), samples)
     replays = []
     replayed = STACK_LAYOUT if STACK_LAYOUT in layouts else layouts[0]
     for source in REPLAY_SOURCES:
@@ -741,6 +880,7 @@ def run_benchmark(
         },
         latencies_dir=str(work / "latencies"),
         finished_at=timestamp(),
+        cpu_samples_path=str(cpu_path),
         machine=machine_info(),
     )
     output.parent.mkdir(parents=True, exist_ok=True)

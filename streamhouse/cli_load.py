@@ -9,7 +9,7 @@ from __future__ import annotations
 import signal
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,6 +19,9 @@ from core.errors import UserFacingError
 from core.settings import PROJECT_ROOT, Settings
 from streamhouse import rendering
 from streamhouse.cli_common import console, guarded, load_settings, out
+
+if TYPE_CHECKING:
+    from spark_jobs.benchmark import StreamingBenchReport
 
 app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False)
 bench_app = typer.Typer(help="Benchmarks (not tests): print and save measured figures.")
@@ -457,6 +460,7 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
             for series, s in by_series.items()
         )
         out.print(f"cold start until latency settles (warm-up): {cold}")
+        _print_cpu(result)
         for r in result.replays:
             out.print(
                 f"replay from {r.source}: {r.records:,} records, cold {r.cold_seconds:.1f} s "
@@ -471,10 +475,69 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
                 out.print(f"  {mark}  {target}")
         out.print(
             f"report {output}, plot {output.with_suffix('.png')}, per-row latencies "
-            f"{result.latencies_dir}"
+            f"{result.latencies_dir}, CPU samples {result.cpu_samples_path}"
         )
 
     guarded(action)
+
+
+def _print_cpu(result: StreamingBenchReport) -> None:
+    """Each phase's CPU by process (cores: CPU-seconds per second of the phase), and bronze's
+    latency by whether the background driver was busy before each row's commit."""
+    from spark_jobs import benchmark, cpu_profile
+
+    table = rendering.table(
+        "phase", "events/s", "this job's drivers", "other jobs", "loadgen", "rest of host",
+        "host busy", "steal", title="CPU by process while each phase ran (cores)",
+    )  # fmt: skip
+    for phase in result.phases:
+        seconds = max(1.0, (phase.ended_ms - phase.started_ms) / 1000)
+
+        def cores(seconds_used: float, per: float = seconds) -> str:
+            return f"{seconds_used / per:.2f}"
+
+        mine = ", ".join(
+            f"{role.removeprefix(phase.job).strip() or role} {cores(phase.cpu_s.get(role, 0.0))}"
+            for role in benchmark.job_roles(phase.job)
+        )
+        table.add_row(
+            f"{phase.job}{' warm-up' if phase.warmup else ''}",
+            str(phase.rate_per_s),
+            mine,
+            *(
+                cores(phase.cpu_s.get(role, 0.0))
+                for role in (
+                    benchmark.OTHER_JOBS,
+                    benchmark.LOADGEN_ROLE,
+                    benchmark.REST_OF_HOST,
+                    cpu_profile.HOST_BUSY,
+                    cpu_profile.HOST_STEAL,
+                )
+            ),
+        )
+    out.print(table)
+    split = rendering.table(
+        "layout", "events/s", "rows committed while busy", "bronze P50/P95/P99 s, idle",
+        "bronze P50/P95/P99 s, busy",
+        title=(
+            f"bronze by its background driver's CPU (busy: more than {cpu_profile.BUSY_CPU_S} "
+            f"CPU-s in the {cpu_profile.BUSY_WINDOW_MS // 1000} s before the commit)"
+        ),
+    )  # fmt: skip
+    for c in result.comparisons:
+        by = c.bronze_by_background
+        if by is None:
+            continue
+        share = by.busy_share
+        split.add_row(
+            c.layout,
+            str(c.rate_per_s),
+            "-" if share is None else f"{share:.0%}",
+            _triple(by.idle.p50_ms, by.idle.p95_ms, by.idle.p99_ms),
+            _triple(by.busy.p50_ms, by.busy.p95_ms, by.busy.p99_ms),
+        )
+    if split.rows:
+        out.print(split)
 
 
 def _x(ratio: float | None) -> str:

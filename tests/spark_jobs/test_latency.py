@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from spark_jobs import latency
+from spark_jobs.cpu_profile import CpuSample
 
 START = 1_000_000
 
@@ -102,7 +103,13 @@ def test_warm_ups_give_the_cold_start_and_stay_out_of_each_layout_s_comparison(
             flat = _flat(START + measured_at * 1000, 60, steady[job] + extra)
             data[job, series] = pd.concat([warm, flat], ignore_index=True)
     started = {job: START + at * 1000 for job, at in jobs.items()}
-    cold, comparisons = analyse(data, phases, started)
+    # The two-drivers layout's background driver busy in the first half of its phase.
+    samples = [
+        CpuSample(START + s * 1000, role, 0.7 if role.endswith("background") and s < 270 else 0.1)
+        for s in range(400)
+        for role in ("floor", "two-drivers ingest", "two-drivers background", "one-driver driver")
+    ]
+    cold, comparisons = analyse(data, phases, started, samples)
     assert cold["floor"]["floor"] == 20.0
     assert cold["two-drivers"] == {"bronze": 20.0, "windows": 20.0}
     by_layout = {c.layout: c for c in comparisons}
@@ -115,5 +122,14 @@ def test_warm_ups_give_the_cold_start_and_stay_out_of_each_layout_s_comparison(
     # Silver is reported beside them (its minutes are in no ratio and no cold start).
     assert by_layout["two-drivers"].silver is not None
     assert by_layout["two-drivers"].silver.p95_ms == 66_000
-    plot(data, phases, started, tmp_path / "plot.png")
+    # Each phase's CPU by role; bronze split by the background driver's CPU where there is one.
+    measured = phases[-1]
+    assert measured.cpu_s["one-driver driver"] == 6.0
+    assert measured.cpu_s["other jobs"] == 18.0
+    split = by_layout["two-drivers"].bronze_by_background
+    assert split is not None
+    assert split.busy_share is not None
+    assert 0.4 < split.busy_share < 0.6
+    assert by_layout["one-driver"].bronze_by_background is None
+    plot(data, phases, started, tmp_path / "plot.png", samples)
     assert (tmp_path / "plot.png").stat().st_size > 0
