@@ -11,7 +11,10 @@ there, divided by the interval's seconds.
 
 A process that appears between two samples is counted from its start (its
 whole CPU time falls in that interval); one that ends between two samples
-loses only its last fraction of a second. The host's figures come from
+loses only its last fraction of a second. Processes are known by pid *and*
+start time, and a tracked process that ended is dropped: the kernel reuses
+pids (for threads too), and a reused pid once charged a Spark driver's whole
+CPU time, 461 s, to the load generator in one sample. The host's figures come from
 ``/proc/stat`` (busy = every state but idle and iowait; steal apart), so
 whatever no role owns (Kafka, the registry, PostgreSQL) is the host's busy
 time minus the roles'.
@@ -34,6 +37,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import pandas as pd
+    import psutil
+
+#: A process as the sampler knows it: its pid and its start time (pids are reused).
+ProcessKey = tuple[int, float]
 
 #: The host's own roles: its busy CPU time (every process) and the time its hypervisor stole.
 HOST_BUSY = "host busy"
@@ -52,13 +59,13 @@ class CpuSample:
     cpu_s: float
 
 
-def tree_delta(before: dict[int, float], now: dict[int, float]) -> float:
+def tree_delta(before: dict[ProcessKey, float], now: dict[ProcessKey, float]) -> float:
     """CPU-seconds a process tree used between two readings of its processes' times (pure).
 
-    ``before`` and ``now`` map pid -> CPU-seconds since the process started. A
-    pid only in ``now`` was born in between: its whole time counts. A pid only
-    in ``before`` ended in between and adds nothing. A time that went down (a
-    reused pid) counts from zero.
+    ``before`` and ``now`` map (pid, start time) -> CPU-seconds since the
+    process started. A process only in ``now`` was born in between: its whole
+    time counts. One only in ``before`` ended in between and adds nothing. A
+    time that went down counts from zero.
     """
     used = 0.0
     for pid, seconds in now.items():
@@ -141,22 +148,24 @@ def _host_times() -> tuple[float, float]:
     return busy, getattr(times, "steal", 0.0)
 
 
-def _tree_times(pid: int) -> dict[int, float]:
-    """pid -> CPU-seconds of a process and each of its living descendants ({} once it ended)."""
+def _tree_times(root: psutil.Process) -> dict[ProcessKey, float] | None:
+    """(pid, start time) -> CPU-seconds of a process and each of its living descendants;
+    None once the process ended (its pid may already belong to another)."""
     import psutil
 
     try:
-        root = psutil.Process(pid)
+        if not root.is_running():  # compares the start time: a reused pid is not running
+            return None
         tree = [root, *root.children(recursive=True)]
     except psutil.Error:
-        return {}
-    times: dict[int, float] = {}
+        return None
+    times: dict[ProcessKey, float] = {}
     for process in tree:
         try:
             cpu = process.cpu_times()
+            times[process.pid, process.create_time()] = cpu.user + cpu.system
         except psutil.Error:
             continue
-        times[process.pid] = cpu.user + cpu.system
     return times
 
 
@@ -166,17 +175,29 @@ class CpuSampler:
     def __init__(self, interval_s: float = 1.0) -> None:
         self.interval_s = interval_s
         self.samples: list[CpuSample] = []
-        self._roots: dict[str, list[int]] = {}
-        self._before: dict[str, dict[int, float]] = {}
+        self._roots: dict[str, list[psutil.Process]] = {}
+        self._before: dict[str, dict[ProcessKey, float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
 
     def track(self, role: str, pid: int) -> None:
         """Count ``pid`` (a process just started: its whole CPU time) and its descendants
-        under ``role``."""
+        under ``role``. A process that already ended is ignored."""
+        import psutil
+
+        try:
+            process = psutil.Process(pid)
+        except psutil.Error:
+            return
         with self._lock:
-            self._roots.setdefault(role, []).append(pid)
+            self._roots.setdefault(role, []).append(process)
+
+    def tracked(self) -> dict[str, list[int]]:
+        """The pids of the tracked processes still running, by role (ended ones are dropped at
+        the next sample)."""
+        with self._lock:
+            return {role: [p.pid for p in roots] for role, roots in self._roots.items()}
 
     def start(self) -> None:
         self._thread.start()
@@ -195,12 +216,17 @@ class CpuSampler:
         """Read every tracked tree and the host; keep the differences as samples."""
         at_ms = int(time.time() * 1000)
         with self._lock:
-            roots = {role: list(pids) for role, pids in self._roots.items()}
+            roots = {role: list(processes) for role, processes in self._roots.items()}
         taken = []
-        for role, pids in roots.items():
-            now: dict[int, float] = {}
-            for pid in pids:
-                now.update(_tree_times(pid))
+        ended = []
+        for role, processes in roots.items():
+            now: dict[ProcessKey, float] = {}
+            for process in processes:
+                times = _tree_times(process)
+                if times is None:
+                    ended.append((role, process))
+                else:
+                    now.update(times)
             used = tree_delta(self._before.get(role, {}), now)
             self._before[role] = now
             taken.append(CpuSample(at_ms, role, round(used, 3)))
@@ -209,6 +235,8 @@ class CpuSampler:
         taken.append(CpuSample(at_ms, HOST_STEAL, round(steal - host_before[1], 3)))
         with self._lock:
             self.samples.extend(taken)
+            for role, process in ended:
+                self._roots[role].remove(process)
 
     def snapshot(self) -> list[CpuSample]:
         with self._lock:

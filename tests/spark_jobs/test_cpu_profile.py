@@ -16,12 +16,29 @@ START = 1_700_000_000_000
 
 
 def test_a_tree_s_cpu_counts_children_born_in_between_and_not_those_that_ended() -> None:
-    before = {1: 10.0, 2: 5.0, 3: 7.0}
-    now = {1: 10.5, 2: 6.0, 4: 0.25}  # 3 ended, 4 was born
+    before = {(1, 100.0): 10.0, (2, 100.0): 5.0, (3, 100.0): 7.0}
+    now = {(1, 100.0): 10.5, (2, 100.0): 6.0, (4, 150.0): 0.25}  # 3 ended, 4 was born
     assert cpu_profile.tree_delta(before, now) == 1.75
-    # A pid reused by a new process (its time went down) counts from zero.
-    assert cpu_profile.tree_delta({5: 30.0}, {5: 0.5}) == 0.5
+    # A pid reused by a process started later is another process: counted from its start.
+    assert cpu_profile.tree_delta({(5, 100.0): 30.0}, {(5, 200.0): 0.5}) == 0.5
     assert cpu_profile.tree_delta({}, {}) == 0.0
+
+
+def test_a_tracked_process_that_ended_is_dropped_so_its_pid_cannot_be_charged_again() -> None:
+    """The kernel reuses pids: a load generator's old pid, still tracked, once charged a
+    Spark driver's whole CPU time (461 s) to the load generator in one sample."""
+    short = subprocess.Popen(["sleep", "0.2"])
+    sampler = cpu_profile.CpuSampler()
+    sampler.track("loadgen", short.pid)
+    host = cpu_profile._host_times()
+    sampler.sample_once(host)
+    assert sampler.tracked() == {"loadgen": [short.pid]}
+    short.wait()
+    sampler.sample_once(host)
+    assert sampler.tracked() == {"loadgen": []}
+    # A process that ended before it was tracked is not tracked at all.
+    sampler.track("loadgen", short.pid)
+    assert sampler.tracked() == {"loadgen": []}
 
 
 def test_a_role_s_cpu_over_an_interval_takes_the_samples_that_ended_in_it() -> None:
