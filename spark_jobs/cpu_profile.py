@@ -74,13 +74,9 @@ def tree_delta(before: dict[ProcessKey, float], now: dict[ProcessKey, float]) ->
     return used
 
 
-def cpu_in(samples: list[CpuSample], role: str, start_ms: int, end_ms: int) -> float:
-    """CPU-seconds ``role`` used between ``start_ms`` and ``end_ms`` (pure; whole samples)."""
-    return sum(s.cpu_s for s in samples if s.role == role and start_ms < s.at_ms <= end_ms)
-
-
 def roles_in(samples: list[CpuSample], start_ms: int, end_ms: int) -> dict[str, float]:
-    """Every role's CPU-seconds between ``start_ms`` and ``end_ms`` (pure)."""
+    """Every role's CPU-seconds between ``start_ms`` and ``end_ms`` (pure; the samples that
+    ended in it, each covering the second before it)."""
     used: dict[str, float] = {}
     for sample in samples:
         if start_ms < sample.at_ms <= end_ms:
@@ -177,6 +173,7 @@ class CpuSampler:
         self.samples: list[CpuSample] = []
         self._roots: dict[str, list[psutil.Process]] = {}
         self._before: dict[str, dict[ProcessKey, float]] = {}
+        self._host_before = _host_times()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
@@ -207,12 +204,10 @@ class CpuSampler:
         self._thread.join(timeout=10)
 
     def _run(self) -> None:
-        host_before = _host_times()
         while not self._stop.wait(self.interval_s):
-            self.sample_once(host_before)
-            host_before = _host_times()
+            self.sample_once()
 
-    def sample_once(self, host_before: tuple[float, float]) -> None:
+    def sample_once(self) -> None:
         """Read every tracked tree and the host; keep the differences as samples."""
         at_ms = int(time.time() * 1000)
         with self._lock:
@@ -230,9 +225,10 @@ class CpuSampler:
             used = tree_delta(self._before.get(role, {}), now)
             self._before[role] = now
             taken.append(CpuSample(at_ms, role, round(used, 3)))
-        busy, steal = _host_times()
-        taken.append(CpuSample(at_ms, HOST_BUSY, round(busy - host_before[0], 3)))
-        taken.append(CpuSample(at_ms, HOST_STEAL, round(steal - host_before[1], 3)))
+        host = _host_times()
+        taken.append(CpuSample(at_ms, HOST_BUSY, round(host[0] - self._host_before[0], 3)))
+        taken.append(CpuSample(at_ms, HOST_STEAL, round(host[1] - self._host_before[1], 3)))
+        self._host_before = host
         with self._lock:
             self.samples.extend(taken)
             for role, process in ended:
