@@ -12,7 +12,9 @@ both see the same machine:
   windows) beside the background driver (silver, the hour rollup, late
   events; `stream run --background`), ``one-driver``, every query in one
   JVM, and (only when asked for) ``two-drivers-nice``, the stack's layout with
-  its background driver at nice 10. Each layout has its own topic and lake.
+  its background driver at nice 10, and ``two-drivers-txn``, the stack's layout
+  with a Delta transaction id on every ingest append. Each layout has its own
+  topic and lake.
 
 Each job starts right before a warm-up phase of its own (load at the first
 rate: a start under load), which measures its cold start, the time until
@@ -105,12 +107,17 @@ LAYOUTS: dict[str, tuple[tuple[tuple[str, ...], bool], ...]] = {
     "two-drivers": _TWO_DRIVERS,
     "one-driver": ((CRITICAL_JOBS + BACKGROUND_JOBS, False),),
     "two-drivers-nice": _TWO_DRIVERS,
+    "two-drivers-txn": _TWO_DRIVERS,
 }
 #: The layouts a run measures unless told otherwise.
 DEFAULT_LAYOUTS = ("two-drivers", "one-driver")
-#: Layouts whose background driver runs at a CPU niceness of its own (``spark.background_nice``),
-#: whatever the settings say: the same drivers as ``two-drivers``, side by side with it.
-LAYOUT_NICE = {"two-drivers-nice": 10}
+#: Layouts that are ``two-drivers`` with Spark settings of their own, whatever the settings say,
+#: to be measured side by side with it: the background driver at nice 10, and the ingest
+#: query's appends each carrying a Delta transaction id (``spark.ingest_idempotency``).
+LAYOUT_SPARK: dict[str, dict[str, Any]] = {
+    "two-drivers-nice": {"background_nice": 10},
+    "two-drivers-txn": {"ingest_idempotency": "transaction"},
+}
 #: The layout the stack runs, whose figures the targets judge first.
 STACK_LAYOUT = "two-drivers"
 #: The latency-critical series, judged against the floor and plotted.
@@ -780,9 +787,9 @@ def run_benchmark(
     work.mkdir(parents=True, exist_ok=True)
     os.environ["STREAMHOUSE_LOADGEN__METRICS_PORT"] = "0"
     jobs = {job: _bench_settings(settings, work, job, run_id) for job in (FLOOR, *layouts)}
-    for job, nice in LAYOUT_NICE.items():
+    for job, spark_update in LAYOUT_SPARK.items():
         if job in jobs:
-            spark_settings = jobs[job].spark.model_copy(update={"background_nice": nice})
+            spark_settings = jobs[job].spark.model_copy(update=spark_update)
             jobs[job] = jobs[job].model_copy(update={"spark": spark_settings})
     for job_settings in jobs.values():
         ensure_topic(job_settings.kafka, job_settings.kafka.changes_topic)

@@ -5,14 +5,13 @@ records of aborted producer transactions never appear) and, per micro-batch,
 decodes the Confluent-framed Avro in the JVM (``transforms``), then:
 
 - appends every decoded event to bronze and every record that can never
-  decode (or whose event time is implausible) to quarantine, each append
-  carrying ``txnAppId`` = job, the checkpoint's query id and the sink, and
-  ``txnVersion`` = the batch id. A batch replayed after a crash between the
-  Delta commit and the checkpoint's commit is skipped by Delta; the writer
-  sees the table version did not move, counts and logs it, and goes on. A
-  new checkpoint has a new query id, so its batch 0 is never mistaken for an
-  old one; it starts right after the Kafka offsets bronze and quarantine
-  already hold (the table's own coordinates are the truth);
+  decode (or whose event time is implausible) to quarantine, each Kafka
+  position once (``ChangeBatchWriter``): a batch that follows the one the
+  writer has just written is appended as it is; the first batch after a
+  start, the only one a crash can have left committed in Delta but not in the
+  checkpoint, writes only the positions the tables do not hold. A query
+  without a checkpoint starts right after the Kafka offsets bronze and
+  quarantine already hold (the table's own coordinates are the truth);
 - flags each event ``is_late`` by the record-level rule (``transforms.flag_late``):
   the windows leave those out, and ``late_stream`` copies them to the
   late-events table;
@@ -29,7 +28,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from pyspark.sql import Observation
 from pyspark.sql import functions as F  # noqa: N812
@@ -45,7 +45,15 @@ from monitoring.stream_metrics import (
     observe_latency_histogram,
 )
 from spark_jobs import checkpoints, transforms
-from spark_jobs.delta_io import append_once, ensure_table, observed, table_exists, write_if_any
+from spark_jobs.delta_io import (
+    append,
+    append_once,
+    ensure_table,
+    not_held,
+    observed,
+    table_exists,
+    write_if_any,
+)
 from spark_jobs.schemas import WriterSchemas, reader_schema
 from spark_jobs.session import INGEST_POOL, start_query
 
@@ -152,7 +160,24 @@ class ChangeDecoder:
 
 
 class ChangeBatchWriter:
-    """The ``foreachBatch`` function of the ingest query (``decoder``: default, the settings')."""
+    """The ``foreachBatch`` function of the ingest query (``decoder``: default, the settings').
+
+    A batch is written once whatever crash comes between its Delta commits and
+    the checkpoint's commit (``spark.ingest_idempotency``):
+
+    - ``positions`` (the default): Structured Streaming starts batch N+1 only
+      after batch N's function returned and its commit file was written, so
+      the one batch a crash can leave committed in Delta but not in the
+      checkpoint is the first one a query runs after a (re)start. A batch that
+      follows the batch this writer has just committed is appended as it is; any
+      other (the first after a start, or a batch id seen before) writes only the
+      Kafka positions each table does not hold yet. Delta commits a batch's
+      rows to a table whole or not at all, so a re-run writes all or nothing.
+    - ``transaction``: every append carries ``txnAppId`` (the job, the
+      checkpoint's query id, the sink) and ``txnVersion`` (the batch id), and
+      Delta skips a pair it has committed. Delta 4.4 rebuilds the table's
+      state on every such append to look the pair up.
+    """
 
     def __init__(
         self, settings: Settings, checkpoint: str, decoder: ChangeDecoder | None = None
@@ -161,7 +186,11 @@ class ChangeBatchWriter:
         self._checkpoint = checkpoint
         self._decoder = decoder or ChangeDecoder(settings)
         self._observe_timeout_s = settings.spark.observe_timeout_s
+        self._by_transaction = settings.spark.ingest_idempotency == "transaction"
         self._app_id: str | None = None
+        #: The batch this writer last wrote to every sink, None when unknown (none yet,
+        #: or the last call failed part way).
+        self._last_written: int | None = None
 
     def path(self, table: Table) -> str:
         """Where ``table`` lives in this writer's lake."""
@@ -187,57 +216,144 @@ class ChangeBatchWriter:
         common batch is one job: the bronze append, with the batch's figures
         (records, rejected, late, produced-at histogram) gathered by
         ``observe`` while it runs. Only a batch that holds records for
-        quarantine reads its Kafka range a second time. A batch Delta skips
-        (already committed before a crash) runs no job: it is counted, logged
-        and left, and nothing waits for figures it will never produce.
+        quarantine reads its Kafka range a second time. A batch already
+        committed before a crash writes nothing: it is counted, logged and
+        left, and nothing waits for figures it will never produce.
         """
         timer = _StepTimer(batch_id)
         spark = batch.sparkSession
         # Jobs started from this thread go to the ingest pool, ahead of the
         # derived queries' jobs (see session.INGEST_POOL).
         spark.sparkContext.setLocalProperty("spark.scheduler.pool", INGEST_POOL)
-        app = self.app_id(spark)
+        follows = self._last_written is not None and batch_id == self._last_written + 1
+        self._last_written = None  # until every sink has this batch
         classified = self._decoder.classify(batch)
         timer.step("schemas")
+        if self._by_transaction or follows:
+            stats, rejected = self._write_new(classified, batch_id, timer)
+        else:
+            log.info(
+                "batch %d does not follow a batch this writer wrote: writing only the Kafka "
+                "positions bronze and quarantine do not hold yet",
+                batch_id,
+            )
+            stats, rejected = self._write_missing(classified, batch_id, timer)
+        self._last_written = batch_id
+        timer.done(stats.rows, rejected, stats.late)
+
+    def _write_new(
+        self, classified: DataFrame, batch_id: int, timer: _StepTimer
+    ) -> tuple[transforms.BatchStats, int]:
+        """One job for bronze, with the figures observed; quarantine only when it has rows."""
         checked, written = Observation(), Observation()
         bronze = self._decoder.bronze_rows(classified.observe(checked, transforms.rejected_count()))
         bronze = bronze.observe(written, *transforms.batch_metrics())
-        committed = append_once(
-            bronze, BRONZE_QUAKE_CHANGES, self.path(BRONZE_QUAKE_CHANGES), f"{app}.bronze", batch_id
+        path = self.path(BRONZE_QUAKE_CHANGES)
+        if self._by_transaction:
+            app = f"{self.app_id(bronze.sparkSession)}.bronze"
+            committed = append_once(bronze, BRONZE_QUAKE_CHANGES, path, app, batch_id)
+        else:
+            append(bronze, BRONZE_QUAKE_CHANGES, path)
+            committed = True
+        committed_ms = time.time() * 1000
+        timer.step("bronze")
+        if not committed:
+            self._skipped(batch_id)
+            # Delta's skip says nothing of the batch's rejected records: they are looked for.
+            return _NO_ROWS, self._quarantine(classified, batch_id, timer, False)
+        what = f"batch {batch_id} of {QUERY_NAME}"
+        stats = self._committed(observed(written, self._observe_timeout_s, what), committed_ms)
+        rejected = int(observed(checked, self._observe_timeout_s, what)["rejected"])
+        if rejected:
+            rejected = self._quarantine(classified, batch_id, timer, False)
+        return stats, rejected
+
+    def _write_missing(
+        self, classified: DataFrame, batch_id: int, timer: _StepTimer
+    ) -> tuple[transforms.BatchStats, int]:
+        """Bronze's and quarantine's rows whose Kafka position each table does not hold yet."""
+        spark = classified.sparkSession
+        since = _written_since(checkpoints.committed_at_ms(spark, self._checkpoint, batch_id - 1))
+        checked, written = Observation(), Observation()
+        path = self.path(BRONZE_QUAKE_CHANGES)
+        rows = self._decoder.bronze_rows(classified.observe(checked, transforms.rejected_count()))
+        missing = not_held(spark, rows, path, transforms.KAFKA_POSITION, since)
+        count = write_if_any(
+            missing.observe(written, *transforms.batch_metrics()),
+            lambda rows: append(rows, BRONZE_QUAKE_CHANGES, path),
         )
         committed_ms = time.time() * 1000
         timer.step("bronze")
-        rejected: int | None = None
-        stats = transforms.BatchStats(0, 0, [])
-        if committed:
-            what = f"batch {batch_id} of {QUERY_NAME}"
-            stats = transforms.batch_stats(observed(written, self._observe_timeout_s, what))
-            rejected = int(observed(checked, self._observe_timeout_s, what)["rejected"])
-            ROWS_WRITTEN.labels(JOB, "bronze").inc(stats.rows)
-            observe_latency_histogram("bronze", stats.produced_histogram, committed_ms)
-            LATE_EVENTS.inc(stats.late)
+        what = f"batch {batch_id} of {QUERY_NAME}"
+        stats = _NO_ROWS
+        if count:
+            stats = self._committed(observed(written, self._observe_timeout_s, what), committed_ms)
         else:
-            BATCHES_SKIPPED.labels(QUERY_NAME, "bronze").inc()
-            log.warning(
-                "batch %d was already committed to bronze (the job stopped between the Delta "
-                "commit and the checkpoint's): skipped, not written twice",
-                batch_id,
-            )
-        if rejected != 0:  # some, or unknown because bronze was skipped
-            rejected = self._quarantine(classified, batch_id, app)
-            timer.step("quarantine")
-        timer.done(stats.rows, rejected or 0, stats.late)
+            self._skipped(batch_id)
+        # Every row of the batch went through the jobs above, written or not.
+        rejected = int(observed(checked, self._observe_timeout_s, what)["rejected"])
+        if rejected:
+            rejected = self._quarantine(classified, batch_id, timer, True, since)
+        return stats, rejected
 
-    def _quarantine(self, classified: DataFrame, batch_id: int, app: str) -> int:
+    def _committed(self, figures: dict[str, Any], committed_ms: float) -> transforms.BatchStats:
+        """The figures of rows just committed to bronze, counted in the metrics."""
+        stats = transforms.batch_stats(figures)
+        ROWS_WRITTEN.labels(JOB, "bronze").inc(stats.rows)
+        observe_latency_histogram("bronze", stats.produced_histogram, committed_ms)
+        LATE_EVENTS.inc(stats.late)
+        return stats
+
+    @staticmethod
+    def _skipped(batch_id: int) -> None:
+        BATCHES_SKIPPED.labels(QUERY_NAME, "bronze").inc()
+        log.warning(
+            "batch %d was already committed to bronze (the job stopped between the Delta "
+            "commit and the checkpoint's): skipped, not written twice",
+            batch_id,
+        )
+
+    def _quarantine(
+        self,
+        classified: DataFrame,
+        batch_id: int,
+        timer: _StepTimer,
+        by_position: bool,
+        since: Column | None = None,
+    ) -> int:
+        """Quarantine the batch's rejected records; ``by_position``: only those whose Kafka
+        position the table does not hold (``since``: as ``delta_io.not_held``)."""
         path = self.path(QUARANTINE_QUAKE_CHANGES)
+        rejected = self._decoder.quarantine_rows(classified)
+        if by_position:
+            spark = rejected.sparkSession
+            rejected = not_held(spark, rejected, path, transforms.KAFKA_POSITION, since)
 
         def write(rows: DataFrame) -> None:
-            if append_once(rows, QUARANTINE_QUAKE_CHANGES, path, f"{app}.quarantine", batch_id):
-                ROWS_WRITTEN.labels(JOB, "quarantine").inc(rows.count())
+            if self._by_transaction:
+                app = f"{self.app_id(rows.sparkSession)}.quarantine"
+                if not append_once(rows, QUARANTINE_QUAKE_CHANGES, path, app, batch_id):
+                    BATCHES_SKIPPED.labels(QUERY_NAME, "quarantine").inc()
+                    return
             else:
-                BATCHES_SKIPPED.labels(QUERY_NAME, "quarantine").inc()
+                append(rows, QUARANTINE_QUAKE_CHANGES, path)
+            ROWS_WRITTEN.labels(JOB, "quarantine").inc(rows.count())
 
-        return write_if_any(self._decoder.quarantine_rows(classified), write)
+        count = write_if_any(rejected, write)
+        timer.step("quarantine")
+        return count
+
+
+_NO_ROWS = transforms.BatchStats(0, 0, [])
+
+
+def _written_since(committed_ms: int | None) -> Column | None:
+    """A condition every row of a re-run batch's first run meets: ingested on or after the
+    day before the previous batch's commit (a day of margin for clocks). None when unknown."""
+    if committed_ms is None:
+        return None
+    day = datetime.fromtimestamp(committed_ms / 1000 - 86_400, tz=UTC).date()
+    return F.col("ingest_date") >= F.lit(day)
 
 
 class _StepTimer:

@@ -87,3 +87,17 @@ def committed_kafka_offsets(spark: SparkSession, checkpoint: str, topic: str) ->
         if isinstance(source, dict) and topic in source:
             return {int(p): int(o) for p, o in source[topic].items()}
     return {}
+
+
+def committed_at_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> int | None:
+    """When the query committed ``batch_id`` (its ``commits/<batch>`` file's time), None if not.
+
+    Batch N+1 runs only after batch N's commit file is written, so every row
+    batch N+1 wrote was written after this time.
+    """
+    if batch_id < 0:
+        return None
+    fs, hadoop_path = _fs_path(spark, f"{checkpoint.rstrip('/')}/commits/{batch_id}")
+    if not fs.exists(hadoop_path):
+        return None
+    return int(fs.getFileStatus(hadoop_path).getModificationTime())

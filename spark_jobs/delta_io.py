@@ -1,10 +1,13 @@
 """Delta writes shared by the jobs: idempotent appends, MERGE upserts, table creation.
 
-Each write is safe to repeat: appends carry ``txnAppId``/``txnVersion`` (Delta
-skips a (app, version) it has committed), upserts are MERGEs whose conditions
-make a repeated batch a no-op, and insert-only MERGEs on a key append only the
-rows not there yet. That is what turns the checkpoint's at-least-once batch
-replay into exactly-once tables.
+Each write is safe to repeat: the ingest query appends a batch that follows
+the one it has just written as it is, and any other only with the Kafka
+positions the table does not hold (``not_held``); appends may instead carry
+``txnAppId``/``txnVersion`` (``append_once``: Delta skips an (app, version) it
+has committed); upserts are MERGEs whose conditions make a repeated batch a
+no-op, and insert-only MERGEs on a key append only the rows not there yet.
+That is what turns the checkpoint's at-least-once batch replay into
+exactly-once tables.
 
 A skipped append runs no Spark job at all: ``append_once`` tells it by the
 table version not moving, so a caller never waits for figures that will not
@@ -20,11 +23,12 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
+from pyspark.sql import functions as F  # noqa: N812
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from pyspark.sql import DataFrame, Observation, SparkSession
+    from pyspark.sql import Column, DataFrame, Observation, SparkSession
     from pyspark.sql.streaming import DataStreamReader
 
     from core.settings import Settings
@@ -191,19 +195,11 @@ def observed(observation: Observation, timeout_s: float, what: str) -> dict[str,
     return dict(observation.get)
 
 
-def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: int) -> bool:
-    """Append ``df``; a second append with the same (app_id, version) is skipped by Delta.
-
-    Returns False when Delta skipped it as already committed (the table version
-    did not move), True when this call committed it.
-    """
-    spark = df.sparkSession
-    before = table_version(spark, path)
+def _append_writer(df: DataFrame, table: Table) -> Any:
+    """``df.write`` in append mode with the table's partitioning and properties."""
     writer = (
         df.write.format("delta")
         .mode("append")
-        .option("txnAppId", app_id)
-        .option("txnVersion", version)
         # A new optional field in the reader schema (a BACKWARD-compatible
         # version) becomes a new nullable column instead of failing the write.
         .option("mergeSchema", "true")
@@ -212,8 +208,54 @@ def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: in
         writer = writer.partitionBy(*table.partition_by)
     for key, value in table_properties(table).items():
         writer = writer.option(key, value)
-    writer.save(path)
+    return writer
+
+
+def append(df: DataFrame, table: Table, path: str) -> None:
+    """Append ``df`` as it is: for rows the caller knows the table does not hold yet.
+
+    No transaction id, so Delta 4.4 does not rebuild the table's state to look
+    one up (``append_once``): about 0.3 s of a 0.4 s append on these cores.
+    """
+    _append_writer(df, table).save(path)
+
+
+def append_once(df: DataFrame, table: Table, path: str, app_id: str, version: int) -> bool:
+    """Append ``df``; a second append with the same (app_id, version) is skipped by Delta.
+
+    Returns False when Delta skipped it as already committed (the table version
+    did not move), True when this call committed it.
+    """
+    spark = df.sparkSession
+    before = table_version(spark, path)
+    _append_writer(df, table).option("txnAppId", app_id).option("txnVersion", version).save(path)
     return table_version(spark, path) != before
+
+
+def not_held(
+    spark: SparkSession,
+    rows: DataFrame,
+    path: str,
+    key: tuple[str, ...],
+    held_since: Column | None = None,
+) -> DataFrame:
+    """The ``rows`` whose ``key`` (a Kafka position) the table at ``path`` does not hold.
+
+    ``held_since``: a condition every row that could match meets (a partition
+    filter), so Delta reads only those partitions. The table is also read from
+    the smallest offset among the rows on, for the files whose statistics
+    cover the offset.
+    """
+    if not table_exists(spark, path):
+        return rows
+    offset = key[-1]
+    first = rows.agg(F.min(offset)).first()
+    if first is None or first[0] is None:
+        return rows
+    held = spark.read.format("delta").load(path).where(F.col(offset) >= first[0])
+    if held_since is not None:
+        held = held.where(held_since)
+    return rows.join(held.select(*key), list(key), "left_anti").select(*rows.columns)
 
 
 def insert_new(

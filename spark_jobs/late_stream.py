@@ -16,6 +16,7 @@ from pyspark.sql import functions as F  # noqa: N812
 from core.settings import Settings
 from lake.tables import LATE_QUAKE_CHANGES
 from monitoring.stream_metrics import ROWS_WRITTEN
+from spark_jobs import transforms
 from spark_jobs.bronze_stream import ensure_bronze
 from spark_jobs.delta_io import delta_stream, ensure_table, insert_new, write_if_any
 from spark_jobs.session import start_query
@@ -26,10 +27,6 @@ if TYPE_CHECKING:
 
 JOB = "late"
 QUERY_NAME = "late_quake_changes"
-
-
-#: A late event is one Kafka record: its position is its identity.
-POSITION = ("kafka_topic", "kafka_partition", "kafka_offset")
 
 
 class LateAppender:
@@ -48,7 +45,7 @@ class LateAppender:
         count = write_if_any(
             late_rows,
             lambda rows: insert_new(
-                rows.sparkSession, rows, LATE_QUAKE_CHANGES, self._path, POSITION
+                rows.sparkSession, rows, LATE_QUAKE_CHANGES, self._path, transforms.KAFKA_POSITION
             ),
         )
         ROWS_WRITTEN.labels(JOB, LATE_QUAKE_CHANGES.name).inc(count)

@@ -270,9 +270,6 @@ def replay(
     return counts
 
 
-POSITION = ("kafka_topic", "kafka_partition", "kafka_offset")
-
-
 def check_live_kafka_range(
     spark: SparkSession, settings: Settings, topic: str, offsets: dict[int, tuple[int, int]]
 ) -> None:
@@ -326,7 +323,13 @@ def replay_kafka(
     bronze_path = targets.bronze.path(settings.lake_uri)
     quarantine_path = targets.quarantine.path(settings.lake_uri)
     if to_live:
-        insert_new(spark, decoder.bronze_rows(classified), targets.bronze, bronze_path, POSITION)
+        insert_new(
+            spark,
+            decoder.bronze_rows(classified),
+            targets.bronze,
+            bronze_path,
+            transforms.KAFKA_POSITION,
+        )
     else:
         _replace(decoder.bronze_rows(classified), targets.bronze, bronze_path, predicate)
     observed = seen.get
@@ -334,7 +337,9 @@ def replay_kafka(
     if counts["quarantined"]:
         quarantined = decoder.quarantine_rows(classified)
         if to_live:
-            insert_new(spark, quarantined, targets.quarantine, quarantine_path, POSITION)
+            insert_new(
+                spark, quarantined, targets.quarantine, quarantine_path, transforms.KAFKA_POSITION
+            )
         else:
             _replace(quarantined, targets.quarantine, quarantine_path, predicate)
     all_bronze = spark.read.format("delta").load(bronze_path)

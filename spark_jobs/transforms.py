@@ -216,6 +216,10 @@ def to_quarantine(rejected: DataFrame, ingested_at: Column | None = None) -> Dat
     )
 
 
+#: A record's place in the log, which bronze, quarantine and the late events each hold once.
+KAFKA_POSITION = ("kafka_topic", "kafka_partition", "kafka_offset")
+
+
 def _kafka_coordinates() -> list[Column]:
     return [
         F.col("topic").alias("kafka_topic"),

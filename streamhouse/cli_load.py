@@ -388,7 +388,8 @@ def bench_streaming(  # noqa: PLR0917 - typer maps each parameter to an option
         typer.Option(
             "--layout",
             help="Pipeline layout to run (repeat the option): two-drivers (as the stack runs "
-            "it), one-driver, two-drivers-nice (the background driver at nice 10). Default: "
+            "it), one-driver, two-drivers-nice (the background driver at nice 10), "
+            "two-drivers-txn (a Delta transaction id on every ingest append). Default: "
             "two-drivers and one-driver.",
         ),
     ] = None,

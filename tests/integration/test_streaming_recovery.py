@@ -60,6 +60,15 @@ def _positions(spark: SparkSession, settings: Settings) -> list[tuple[int, int]]
     return [(r.kafka_partition, r.kafka_offset) for r in bronze.collect()]
 
 
+def _committed_batches(checkpoint: Path) -> list[int]:
+    commits = checkpoint / "commits"
+    return (
+        sorted(int(p.name) for p in commits.iterdir() if p.name.isdigit())
+        if commits.is_dir()
+        else []
+    )
+
+
 def test_checkpoint_reset_and_a_crash_before_the_checkpoint_commit(
     quiet_stack: Settings, spark: SparkSession, tmp_path: Path
 ) -> None:
@@ -76,7 +85,13 @@ def test_checkpoint_reset_and_a_crash_before_the_checkpoint_commit(
     shutil.rmtree(checkpoint)
     run_loadgen(settings, loadgen_log, 1000, "--seed", "2")
     stream = spawn_cli(["stream", "run", "bronze"], settings, log)
-    wait_until(lambda: bronze_count(spark, settings) >= 3000, 300, stream, log)
+    # The rows, and the checkpoint's commit of the batch that wrote them.
+    wait_until(
+        lambda: bronze_count(spark, settings) >= 3000 and _committed_batches(checkpoint),
+        300,
+        stream,
+        log,
+    )
     stop(stream, signal.SIGTERM)
     assert "starts right after the Kafka offsets the lake already holds" in log.read_text()
     positions = _positions(spark, settings)
@@ -84,8 +99,7 @@ def test_checkpoint_reset_and_a_crash_before_the_checkpoint_commit(
 
     # A crash between the Delta commit and the checkpoint's commit: the batch is
     # in bronze, its commit file is not.
-    commits = sorted(int(p.name) for p in (checkpoint / "commits").iterdir() if p.name.isdigit())
-    last = commits[-1]
+    last = _committed_batches(checkpoint)[-1]
     (checkpoint / "commits" / str(last)).unlink()
     (checkpoint / "commits" / f".{last}.crc").unlink(missing_ok=True)
     run_loadgen(settings, loadgen_log, 500, "--seed", "3")
@@ -119,10 +133,13 @@ def _topic_as_batch(spark: SparkSession, settings: Settings) -> DataFrame:
     )
 
 
+@pytest.mark.parametrize("idempotency", ["positions", "transaction"])
 def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
-    quiet_stack: Settings, spark: SparkSession, tmp_path: Path
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path, idempotency: str
 ) -> None:
-    settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "twice")
+    settings = own_topic_and_lake(
+        quiet_stack, tmp_path / "lake", "twice", ingest_idempotency=idempotency
+    )
     topic = settings.kafka.changes_topic
     run_loadgen(settings, tmp_path / "loadgen.log", 300, "--seed", "4")
     _, schema_id = register_schema(settings.registry, topic)
@@ -138,7 +155,7 @@ def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
 
     writer(batch, 7)
     began = time.monotonic()
-    writer(batch, 7)  # the same batch again, as after a crash: Delta skips it
+    writer(batch, 7)  # the same batch again, as after a crash: nothing is written twice
     assert time.monotonic() - began < 60, "a skipped batch returns, it does not wait"
     assert skipped._value.get() == skipped_before + 1
 
@@ -148,6 +165,53 @@ def test_the_ingest_writer_run_twice_with_one_batch_id_changes_nothing(
     assert bronze.select("kafka_partition", "kafka_offset").distinct().count() == 300
     assert quarantine.count() == 1
     assert quarantine.where(F.col("reason").startswith("not in the Confluent")).count() == 1
+
+
+def _commit_actions(path: str) -> list[set[str]]:
+    """The kinds of action in each of the Delta table's commits, by version."""
+    log = Path(path) / "_delta_log"
+    commits = sorted(log.glob("*.json"))
+    return [{next(iter(json.loads(line))) for line in c.read_text().splitlines()} for c in commits]
+
+
+def test_a_batch_that_follows_the_last_is_appended_as_is_and_a_rerun_after_it_writes_nothing(
+    quiet_stack: Settings, spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The positions rule: only the first batch after a start (or a batch id seen before)
+    is checked against bronze; the batch after it is a plain append, with no Delta
+    transaction to look up. The crash window is hit on purpose: that batch, committed,
+    comes again to a writer that has just started (a new process) and to the same writer.
+    """
+    settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "follows")
+    run_loadgen(settings, tmp_path / "loadgen.log", 300, "--seed", "5")
+    whole = _topic_as_batch(spark, settings)
+    first, second = whole.where(F.col("offset") < 40), whole.where(F.col("offset") >= 40)
+    first_count, second_count = first.count(), second.count()
+    assert first_count and second_count and first_count + second_count == 300
+    checkpoint = _new_checkpoint(tmp_path / "checkpoint")
+    ensure_bronze(spark, settings)
+    bronze_path = BRONZE_QUAKE_CHANGES.path(settings.lake_uri)
+    writer = ChangeBatchWriter(settings, checkpoint)
+    skipped = BATCHES_SKIPPED.labels(QUERY_NAME, "bronze")
+    skipped_before = skipped._value.get()
+
+    with caplog.at_level("INFO", logger="spark_jobs.bronze_stream"):
+        writer(first, 0)
+        assert "batch 0 does not follow a batch this writer wrote" in caplog.text
+        caplog.clear()
+        writer(second, 1)
+        assert "does not follow" not in caplog.text, "batch 1 follows batch 0: a plain append"
+    assert bronze_count(spark, settings) == 300
+    assert not any("txn" in actions for actions in _commit_actions(bronze_path))
+    version = table_version(spark, bronze_path)
+
+    # The job stopped after batch 1's Delta commit, before the checkpoint's: batch 1 again.
+    ChangeBatchWriter(settings, checkpoint)(second, 1)
+    writer(second, 1)
+    assert skipped._value.get() == skipped_before + 2
+    assert table_version(spark, bronze_path) == version, "nothing was written again"
+    positions = _positions(spark, settings)
+    assert len(positions) == len(set(positions)) == 300
 
 
 class _ReadinessGate:

@@ -1,0 +1,69 @@
+"""What the ingest writer asks after a start: which Kafka positions a table holds (real Delta)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F  # noqa: N812
+
+from lake.tables import Table
+from spark_jobs import checkpoints
+from spark_jobs.delta_io import append, not_held
+from spark_jobs.transforms import KAFKA_POSITION
+
+TABLE = Table(name="positions", layer="bronze", partition_by=("ingest_date",), description="t")
+
+
+def _rows(spark: SparkSession, offsets: range, day: str, partition: int = 0):  # type: ignore[no-untyped-def]
+    return spark.createDataFrame(
+        [("t", partition, o, f"v{o}") for o in offsets],
+        "kafka_topic string, kafka_partition int, kafka_offset long, value string",
+    ).withColumn("ingest_date", F.lit(day).cast("date"))
+
+
+def _offsets(rows) -> list[tuple[int, int]]:  # type: ignore[no-untyped-def]
+    return sorted((r.kafka_partition, r.kafka_offset) for r in rows.collect())
+
+
+def test_only_the_positions_the_table_does_not_hold_are_left(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "t")
+    batch = _rows(spark, range(10, 20), "2026-12-07").unionByName(
+        _rows(spark, range(10, 12), "2026-12-07", partition=1)
+    )
+    assert not_held(spark, batch, path, KAFKA_POSITION).count() == 12, "no table: all"
+
+    append(_rows(spark, range(0, 15), "2026-12-07"), TABLE, path)
+    left = not_held(spark, batch, path, KAFKA_POSITION)
+    assert left.columns == batch.columns
+    assert _offsets(left) == [(0, o) for o in range(15, 20)] + [(1, 10), (1, 11)]
+
+
+def test_a_partition_bound_leaves_out_rows_before_it(spark: SparkSession, tmp_path: Path) -> None:
+    """The bound is trusted: rows held in a partition it leaves out are not looked at."""
+    path = str(tmp_path / "t")
+    append(_rows(spark, range(0, 5), "2026-12-01"), TABLE, path)
+    append(_rows(spark, range(5, 10), "2026-12-07"), TABLE, path)
+    batch = _rows(spark, range(0, 10), "2026-12-08")
+    since = F.col("ingest_date") >= F.lit(dt.date(2026, 12, 6))
+    assert _offsets(not_held(spark, batch, path, KAFKA_POSITION, since)) == [
+        (0, o) for o in range(5)
+    ]
+    assert not_held(spark, batch, path, KAFKA_POSITION).count() == 0
+
+
+def test_a_batch_s_commit_time_comes_from_its_commit_file(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    commits = tmp_path / "checkpoint" / "commits"
+    commits.mkdir(parents=True)
+    (commits / "4").write_text("v1\n{}\n")
+    os.utime(commits / "4", (1_796_000_000, 1_796_000_000))
+    checkpoint = str(tmp_path / "checkpoint")
+    assert checkpoints.committed_at_ms(spark, checkpoint, 4) == 1_796_000_000_000
+    assert checkpoints.committed_at_ms(spark, checkpoint, 5) is None
+    assert checkpoints.committed_at_ms(spark, checkpoint, -1) is None
