@@ -49,6 +49,7 @@ from spark_jobs.delta_io import (
     append,
     append_once,
     ensure_table,
+    holds_from,
     not_held,
     observed,
     table_exists,
@@ -187,6 +188,7 @@ class ChangeBatchWriter:
         self._decoder = decoder or ChangeDecoder(settings)
         self._observe_timeout_s = settings.spark.observe_timeout_s
         self._by_transaction = settings.spark.ingest_idempotency == "transaction"
+        self._topic = settings.kafka.changes_topic
         self._app_id: str | None = None
         #: The batch this writer last wrote to every sink, None when unknown (none yet,
         #: or the last call failed part way).
@@ -232,12 +234,7 @@ class ChangeBatchWriter:
         if self._by_transaction or follows:
             stats, rejected = self._write_new(classified, batch_id, timer)
         else:
-            log.info(
-                "batch %d does not follow a batch this writer wrote: writing only the Kafka "
-                "positions bronze and quarantine do not hold yet",
-                batch_id,
-            )
-            stats, rejected = self._write_missing(classified, batch_id, timer)
+            stats, rejected = self._write_first(classified, batch_id, timer)
         self._last_written = batch_id
         timer.done(stats.rows, rejected, stats.late)
 
@@ -268,12 +265,49 @@ class ChangeBatchWriter:
             rejected = self._quarantine(classified, batch_id, timer, False)
         return stats, rejected
 
-    def _write_missing(
+    def _write_first(
         self, classified: DataFrame, batch_id: int, timer: _StepTimer
+    ) -> tuple[transforms.BatchStats, int]:
+        """A batch that does not follow one this writer wrote: it may have run before a crash.
+
+        Where it starts is in the checkpoint (the previous batch's planned end;
+        for batch 0, where the lake's records of the topic end): when neither
+        table holds a record from there on (for batch 0: none of the topic), none
+        of the batch is written and it is appended as it is. Otherwise, or when
+        the checkpoint does not say, only the positions each table does not hold
+        are written.
+        """
+        spark = classified.sparkSession
+        since = _written_since(checkpoints.committed_at_ms(spark, self._checkpoint, batch_id - 1))
+        start = checkpoints.planned_kafka_offsets(
+            spark, self._checkpoint, self._topic, batch_id - 1
+        )
+        # A query's batch 0 starts where the lake's records of the topic end (or, when it
+        # holds none, where the settings say): it is new unless the lake holds any.
+        held = (start is None and batch_id > 0) or any(
+            holds_from(spark, self.path(table), self._topic, start, since)
+            for table in (BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES)
+        )
+        timer.step("check")
+        if not held:
+            log.info(
+                "batch %d is the first since a start; bronze and quarantine hold none of its "
+                "records: appended as it is",
+                batch_id,
+            )
+            return self._write_new(classified, batch_id, timer)
+        log.info(
+            "batch %d does not follow a batch this writer wrote: writing only the Kafka "
+            "positions bronze and quarantine do not hold yet",
+            batch_id,
+        )
+        return self._write_missing(classified, batch_id, since, timer)
+
+    def _write_missing(
+        self, classified: DataFrame, batch_id: int, since: Column | None, timer: _StepTimer
     ) -> tuple[transforms.BatchStats, int]:
         """Bronze's and quarantine's rows whose Kafka position each table does not hold yet."""
         spark = classified.sparkSession
-        since = _written_since(checkpoints.committed_at_ms(spark, self._checkpoint, batch_id - 1))
         checked, written = Observation(), Observation()
         path = self.path(BRONZE_QUAKE_CHANGES)
         rows = self._decoder.bronze_rows(classified.observe(checked, transforms.rejected_count()))

@@ -76,17 +76,26 @@ def committed_kafka_offsets(spark: SparkSession, checkpoint: str, topic: str) ->
     Empty when no batch was committed. The offsets are those the committed batch
     planned to read to (exclusive), as the query resumes from them.
     """
-    root = checkpoint.rstrip("/")
-    committed = _batch_ids(spark, f"{root}/commits")
+    committed = _batch_ids(spark, f"{checkpoint.rstrip('/')}/commits")
     if not committed:
         return {}
-    text = _read_text(spark, f"{root}/offsets/{committed[-1]}")
+    return planned_kafka_offsets(spark, checkpoint, topic, committed[-1]) or {}
+
+
+def planned_kafka_offsets(
+    spark: SparkSession, checkpoint: str, topic: str, batch_id: int
+) -> dict[int, int] | None:
+    """``{partition: offset}`` of ``topic`` that ``batch_id`` planned to read to (exclusive),
+    which is where the next batch starts; None when the checkpoint has no such plan."""
+    if batch_id < 0:
+        return None
+    text = _read_text(spark, f"{checkpoint.rstrip('/')}/offsets/{batch_id}")
     if text is None:
-        return {}
+        return None
     for source in parse_offset_log(text):
         if isinstance(source, dict) and topic in source:
             return {int(p): int(o) for p, o in source[topic].items()}
-    return {}
+    return None
 
 
 def committed_at_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> int | None:

@@ -258,6 +258,33 @@ def not_held(
     return rows.join(held.select(*key), list(key), "left_anti").select(*rows.columns)
 
 
+def holds_from(
+    spark: SparkSession,
+    path: str,
+    topic: str,
+    start: dict[int, int] | None,
+    held_since: Column | None = None,
+) -> bool:
+    """True when the table at ``path`` holds a record of ``topic`` at or after ``start``
+    (``{partition: offset}``) in any of its partitions, or any record of it when ``start``
+    is None; ``held_since`` as in ``not_held``."""
+    if start == {} or not table_exists(spark, path):
+        return False
+    rows = spark.read.format("delta").load(path).where(F.col("kafka_topic") == topic)
+    if held_since is not None:
+        rows = rows.where(held_since)
+    if start is not None:
+        after = [
+            (F.col("kafka_partition") == partition) & (F.col("kafka_offset") >= offset)
+            for partition, offset in sorted(start.items())
+        ]
+        condition = after[0]
+        for clause in after[1:]:
+            condition = condition | clause
+        rows = rows.where(condition)
+    return bool(rows.limit(1).count())
+
+
 def insert_new(
     spark: SparkSession, rows: DataFrame, table: Table, path: str, key: tuple[str, ...]
 ) -> None:

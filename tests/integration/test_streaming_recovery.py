@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F  # noqa: N812
 
 from core.errors import UserFacingError
@@ -174,6 +174,20 @@ def _commit_actions(path: str) -> list[set[str]]:
     return [{next(iter(json.loads(line))) for line in c.read_text().splitlines()} for c in commits]
 
 
+def _plan(checkpoint: str, batch_id: int, topic: str, ends: dict[int, int]) -> None:
+    """Write ``offsets/<batch_id>`` as the query plans a batch: where it reads to."""
+    offsets = Path(checkpoint) / "offsets"
+    offsets.mkdir(exist_ok=True)
+    source = json.dumps({topic: {str(p): o for p, o in sorted(ends.items())}})
+    (offsets / str(batch_id)).write_text(f'v1\n{{"batchWatermarkMs":0}}\n{source}\n')
+
+
+def _ends(batch: DataFrame) -> dict[int, int]:
+    """``{partition: last offset + 1}`` of a batch of Kafka records."""
+    rows = batch.groupBy("partition").agg(F.max("offset").alias("last")).collect()
+    return {int(r.partition): int(r.last) + 1 for r in rows}
+
+
 def test_a_batch_that_follows_the_last_is_appended_as_is_and_a_rerun_after_it_writes_nothing(
     quiet_stack: Settings, spark: SparkSession, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -181,8 +195,11 @@ def test_a_batch_that_follows_the_last_is_appended_as_is_and_a_rerun_after_it_wr
     is checked against bronze; the batch after it is a plain append, with no Delta
     transaction to look up. The crash window is hit on purpose: that batch, committed,
     comes again to a writer that has just started (a new process) and to the same writer.
+    A writer just started whose first batch is new (where it starts is in the checkpoint,
+    and bronze holds nothing from there) appends it as it is.
     """
     settings = own_topic_and_lake(quiet_stack, tmp_path / "lake", "follows")
+    topic = settings.kafka.changes_topic
     run_loadgen(settings, tmp_path / "loadgen.log", 300, "--seed", "5")
     whole = _topic_as_batch(spark, settings)
     first, second = whole.where(F.col("offset") < 40), whole.where(F.col("offset") >= 40)
@@ -196,22 +213,40 @@ def test_a_batch_that_follows_the_last_is_appended_as_is_and_a_rerun_after_it_wr
     skipped_before = skipped._value.get()
 
     with caplog.at_level("INFO", logger="spark_jobs.bronze_stream"):
-        writer(first, 0)
-        assert "batch 0 does not follow a batch this writer wrote" in caplog.text
+        writer(first, 0)  # a new checkpoint's batch 0 on a lake holding none of the topic
+        assert "batch 0 is the first since a start; bronze and quarantine hold none" in caplog.text
         caplog.clear()
         writer(second, 1)
-        assert "does not follow" not in caplog.text, "batch 1 follows batch 0: a plain append"
+        assert "batch 1" not in caplog.text.replace("batch 1:", ""), "a plain append"
     assert bronze_count(spark, settings) == 300
     assert not any("txn" in actions for actions in _commit_actions(bronze_path))
     version = table_version(spark, bronze_path)
 
-    # The job stopped after batch 1's Delta commit, before the checkpoint's: batch 1 again.
+    # The job stopped after batch 1's Delta commit, before the checkpoint's: batch 1 again,
+    # to a writer just started (the checkpoint says where batch 1 starts), and to the same.
+    _plan(checkpoint, 0, topic, _ends(first))
     ChangeBatchWriter(settings, checkpoint)(second, 1)
     writer(second, 1)
     assert skipped._value.get() == skipped_before + 2
     assert table_version(spark, bronze_path) == version, "nothing was written again"
+
+    # A start whose first batch is new: appended as it is, after one look at each table.
+    ends = _ends(whole)  # before more records arrive: the DataFrame reads the topic anew
+    run_loadgen(settings, tmp_path / "loadgen.log", 100, "--seed", "6")
+    third = _topic_as_batch(spark, settings).where(
+        F.col("offset") >= F.element_at(F.create_map(*_map_of(ends)), F.col("partition"))
+    )
+    assert third.count() == 100
+    _plan(checkpoint, 1, topic, ends)
+    with caplog.at_level("INFO", logger="spark_jobs.bronze_stream"):
+        ChangeBatchWriter(settings, checkpoint)(third, 2)
+        assert "batch 2 is the first since a start; bronze and quarantine hold none" in caplog.text
     positions = _positions(spark, settings)
-    assert len(positions) == len(set(positions)) == 300
+    assert len(positions) == len(set(positions)) == 400
+
+
+def _map_of(ends: dict[int, int]) -> list[Column]:
+    return [F.lit(v) for item in sorted(ends.items()) for v in item]
 
 
 class _ReadinessGate:

@@ -11,7 +11,7 @@ from pyspark.sql import functions as F  # noqa: N812
 
 from lake.tables import Table
 from spark_jobs import checkpoints
-from spark_jobs.delta_io import append, not_held
+from spark_jobs.delta_io import append, holds_from, not_held
 from spark_jobs.transforms import KAFKA_POSITION
 
 TABLE = Table(name="positions", layer="bronze", partition_by=("ingest_date",), description="t")
@@ -67,3 +67,34 @@ def test_a_batch_s_commit_time_comes_from_its_commit_file(
     assert checkpoints.committed_at_ms(spark, checkpoint, 4) == 1_796_000_000_000
     assert checkpoints.committed_at_ms(spark, checkpoint, 5) is None
     assert checkpoints.committed_at_ms(spark, checkpoint, -1) is None
+
+
+def test_holds_from_says_whether_any_record_at_or_after_a_start_is_held(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "t")
+    assert not holds_from(spark, path, "t", {0: 0}), "no table"
+    append(_rows(spark, range(0, 15), "2026-12-01"), TABLE, path)
+    append(_rows(spark, range(0, 5), "2026-12-07", partition=1), TABLE, path)
+    assert holds_from(spark, path, "t", {0: 15, 1: 4})
+    assert holds_from(spark, path, "t", {0: 14, 1: 5})
+    assert not holds_from(spark, path, "t", {0: 15, 1: 5})
+    assert not holds_from(spark, path, "other", {0: 0, 1: 0})
+    assert not holds_from(spark, path, "t", {})
+    assert holds_from(spark, path, "t", None), "None: any record of the topic"
+    assert not holds_from(spark, path, "other", None)
+    since = F.col("ingest_date") >= F.lit(dt.date(2026, 12, 6))
+    assert not holds_from(spark, path, "t", {0: 14, 1: 5}, since), "day 1 is before the bound"
+
+
+def test_where_a_batch_starts_comes_from_the_previous_batch_s_plan(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    offsets = tmp_path / "checkpoint" / "offsets"
+    offsets.mkdir(parents=True)
+    (offsets / "6").write_text('v1\n{"batchWatermarkMs":0}\n{"t":{"1":40,"0":35}}\n')
+    checkpoint = str(tmp_path / "checkpoint")
+    assert checkpoints.planned_kafka_offsets(spark, checkpoint, "t", 6) == {0: 35, 1: 40}
+    assert checkpoints.planned_kafka_offsets(spark, checkpoint, "other", 6) is None
+    assert checkpoints.planned_kafka_offsets(spark, checkpoint, "t", 7) is None
+    assert checkpoints.planned_kafka_offsets(spark, checkpoint, "t", -1) is None
