@@ -282,7 +282,8 @@ def holds_from(
         for clause in after[1:]:
             condition = condition | clause
         rows = rows.where(condition)
-    return bool(rows.limit(1).count())
+    # isEmpty takes one row, scanning files a few at a time, and stops at the first found.
+    return not rows.isEmpty()
 
 
 def insert_new(
