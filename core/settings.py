@@ -288,9 +288,9 @@ class SparkSettings(BaseModel):
         "positions",
         description="How the ingest query keeps a batch re-run after a crash from being written "
         "twice. positions: a batch that follows the one this writer just committed is appended "
-        "as is, and the first batch after a (re)start writes only the Kafka positions the table "
-        "does not hold. transaction: every append carries Delta's txnAppId/txnVersion, which "
-        "makes Delta 4.4 rebuild the table's state on each append (about 0.3 s here).",
+        "as is, and the first batch after a (re)start writes only the Kafka positions the tables "
+        "do not hold. transaction: every append carries Delta's txnAppId/txnVersion, which "
+        "makes Delta 4.4 rebuild the table's state on each append (0.3-0.4 s here).",
     )
     background_nice: int = Field(
         # 0 by default: on a shared, busy machine (load 20 on 2 cores) a driver at
