@@ -32,6 +32,7 @@ order). Should that ever happen it is counted
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -48,6 +49,8 @@ from spark_jobs.session import start_query
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
+
+log = logging.getLogger(__name__)
 
 JOB = "aggregates"
 STATE_WATERMARK_FACTOR = 3
@@ -102,9 +105,11 @@ class WindowMerger:
         a plan Delta would have to materialize first.
         """
         spark = windows.sparkSession
+        started = time.monotonic()
         changed = windows.collect()
         if not changed:
             return
+        planned = time.monotonic()
         source = spark.createDataFrame(changed, windows.schema)
         oldest = min(r.window_start for r in changed)
         merge_upsert(
@@ -116,6 +121,10 @@ class WindowMerger:
             target_filter=f"target.window_start >= {transforms.sql_timestamp(oldest)}",
         )
         committed_ms = time.time() * 1000
+        log.info(
+            "%s batch %d: %d windows; state %.2fs, merge %.2fs",
+            self._table.name, batch_id, len(changed), planned - started, time.monotonic() - planned,
+        )  # fmt: skip
         ROWS_WRITTEN.labels(JOB, self._table.name).inc(len(changed))
         observe_latency_histogram(
             self._table.name,
