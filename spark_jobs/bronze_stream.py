@@ -270,20 +270,13 @@ class ChangeBatchWriter:
     ) -> tuple[transforms.BatchStats, int]:
         """A batch that does not follow one this writer wrote: it may have run before a crash.
 
-        Where it starts is in the checkpoint (the previous batch's planned end;
-        for batch 0, where the lake's records of the topic end): when neither
-        table holds a record from there on (for batch 0: none of the topic), none
-        of the batch is written and it is appended as it is. Otherwise, or when
-        the checkpoint does not say, only the positions each table does not hold
-        are written.
+        Where it starts is in the checkpoint (``_batch_start``): when neither
+        table holds a record from there on, none of the batch is written and it
+        is appended as it is. Otherwise, or when the checkpoint does not say,
+        only the positions each table does not hold are written.
         """
         spark = classified.sparkSession
-        since = _written_since(checkpoints.committed_at_ms(spark, self._checkpoint, batch_id - 1))
-        start = checkpoints.planned_kafka_offsets(
-            spark, self._checkpoint, self._topic, batch_id - 1
-        )
-        # A query's batch 0 starts where the lake's records of the topic end (or, when it
-        # holds none, where the settings say): it is new unless the lake holds any.
+        start, since = self._batch_start(spark, batch_id)
         held = (start is None and batch_id > 0) or any(
             holds_from(spark, self.path(table), self._topic, start, since)
             for table in (BRONZE_QUAKE_CHANGES, QUARANTINE_QUAKE_CHANGES)
@@ -302,6 +295,27 @@ class ChangeBatchWriter:
             batch_id,
         )
         return self._write_missing(classified, batch_id, since, timer)
+
+    def _batch_start(
+        self, spark: SparkSession, batch_id: int
+    ) -> tuple[dict[int, int] | None, Column | None]:
+        """Where the batch starts in Kafka and a bound on when a first run of it wrote rows.
+
+        Batch N starts where batch N-1 planned to end, and a first run of it
+        ran after ``commits/N-1``. Batch 0 starts at the Kafka source's initial
+        offsets, which a new checkpoint takes right after the positions the
+        lake holds (``resume_offsets``), and a first run of it ran after the
+        checkpoint was created. So after a checkpoint reset, batch 0 looks
+        only at the partitions ingested since, not at the whole table.
+        """
+        if batch_id == 0:
+            start = checkpoints.initial_kafka_offsets(spark, self._checkpoint, self._topic)
+            return start, _written_since(checkpoints.created_at_ms(spark, self._checkpoint))
+        start = checkpoints.planned_kafka_offsets(
+            spark, self._checkpoint, self._topic, batch_id - 1
+        )
+        since = checkpoints.committed_at_ms(spark, self._checkpoint, batch_id - 1)
+        return start, _written_since(since)
 
     def _write_missing(
         self, classified: DataFrame, batch_id: int, since: Column | None, timer: _StepTimer
@@ -383,7 +397,7 @@ _NO_ROWS = transforms.BatchStats(0, 0, [])
 
 def _written_since(committed_ms: int | None) -> Column | None:
     """A condition every row of a re-run batch's first run meets: ingested on or after the
-    day before the previous batch's commit (a day of margin for clocks). None when unknown."""
+    day before ``committed_ms`` (a day of margin for clocks). None when unknown."""
     if committed_ms is None:
         return None
     day = datetime.fromtimestamp(committed_ms / 1000 - 86_400, tz=UTC).date()

@@ -3,8 +3,9 @@
 Read through Hadoop's FileSystem, so the same code reads a local folder, s3a://
 or abfss://. The layout is Structured Streaming's own: ``metadata`` holds the
 query id (``{"id": ...}``), ``offsets/<batch>`` the offsets a batch planned
-(line 1 the version, line 2 the batch metadata, then one line per source) and
-``commits/<batch>`` marks a batch as done.
+(line 1 the version, line 2 the batch metadata, then one line per source),
+``commits/<batch>`` marks a batch as done, and ``sources/<source>/0`` holds
+where a Kafka source's first batch starts (a zero byte, the version, the offsets).
 """
 
 from __future__ import annotations
@@ -96,6 +97,44 @@ def planned_kafka_offsets(
         if isinstance(source, dict) and topic in source:
             return {int(p): int(o) for p, o in source[topic].items()}
     return None
+
+
+def initial_kafka_offsets(
+    spark: SparkSession, checkpoint: str, topic: str
+) -> dict[int, int] | None:
+    """``{partition: offset}`` of ``topic`` where the query's batch 0 starts (its Kafka
+    source's ``sources/<n>/0``, written before batch 0 runs), None when there is none."""
+    fs, hadoop_path = _fs_path(spark, f"{checkpoint.rstrip('/')}/sources")
+    if not fs.exists(hadoop_path):
+        return None
+    for status in fs.listStatus(hadoop_path):
+        text = _read_text(spark, f"{status.getPath().toString()}/0")
+        offsets = parse_initial_offsets(text or "").get(topic)
+        if offsets is not None:
+            return {int(p): int(o) for p, o in offsets.items()}
+    return None
+
+
+def parse_initial_offsets(text: str) -> dict[str, Any]:
+    """The offsets of a Kafka source's initial offset file (pure); {} when it is not one.
+
+    Spark writes a zero byte first (for Spark 2.1.0's reader, SPARK-19517),
+    then ``v1`` and the offsets as JSON on the next line.
+    """
+    lines = [line for line in text.lstrip("\x00").splitlines() if line.strip()]
+    if len(lines) < 2 or not lines[0].startswith("v"):
+        return {}
+    offsets = json.loads(lines[1])
+    return offsets if isinstance(offsets, dict) else {}
+
+
+def created_at_ms(spark: SparkSession, checkpoint: str) -> int | None:
+    """When the query first started in this checkpoint (its ``metadata`` file's time),
+    None when it has not: every row a query of this checkpoint wrote came after it."""
+    fs, hadoop_path = _fs_path(spark, f"{checkpoint.rstrip('/')}/metadata")
+    if not fs.exists(hadoop_path):
+        return None
+    return int(fs.getFileStatus(hadoop_path).getModificationTime())
 
 
 def committed_at_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> int | None:

@@ -84,7 +84,7 @@ def main() -> None:
         ensure_table(spark, QUAKE_WINDOWS_1M, path, minute_windows(spark, range(1), 1, 0).limit(0))
         for first in range(0, 1200, 30):
             merge(minute_windows(spark, range(first, first + 30), args.networks, 0), first)
-        kinds = {
+        kinds: dict[str, Callable[[DataFrame, int], None]] = {
             "MERGE (the window query's)": merge,
             "overwrite with replaceWhere": replace_where(path),
         }

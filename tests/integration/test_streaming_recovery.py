@@ -93,7 +93,12 @@ def test_checkpoint_reset_and_a_crash_before_the_checkpoint_commit(
         log,
     )
     stop(stream, signal.SIGTERM)
-    assert "starts right after the Kafka offsets the lake already holds" in log.read_text()
+    text = log.read_text()
+    assert "starts right after the Kafka offsets the lake already holds" in text
+    # Batch 0 starts after every position the lake holds and has not run before: it
+    # is appended as it is, with no anti-join against the whole of bronze.
+    assert "batch 0 is the first since a start" in text
+    assert "batch 0 does not follow" not in text
     positions = _positions(spark, settings)
     assert len(positions) == len(set(positions)) == 3000
 

@@ -98,3 +98,28 @@ def test_where_a_batch_starts_comes_from_the_previous_batch_s_plan(
     assert checkpoints.planned_kafka_offsets(spark, checkpoint, "other", 6) is None
     assert checkpoints.planned_kafka_offsets(spark, checkpoint, "t", 7) is None
     assert checkpoints.planned_kafka_offsets(spark, checkpoint, "t", -1) is None
+
+
+def test_where_batch_0_starts_comes_from_the_kafka_source_s_initial_offsets(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    assert checkpoints.initial_kafka_offsets(spark, str(checkpoint), "t") is None
+    (checkpoint / "sources" / "0").mkdir(parents=True)
+    # As Spark writes it: a zero byte, the version, the offsets.
+    (checkpoint / "sources" / "0" / "0").write_bytes(b'\x00v1\n{"t":{"1":628,"0":529}}')
+    assert checkpoints.initial_kafka_offsets(spark, str(checkpoint), "t") == {0: 529, 1: 628}
+    assert checkpoints.initial_kafka_offsets(spark, str(checkpoint), "other") is None
+    assert checkpoints.parse_initial_offsets("") == {}
+    assert checkpoints.parse_initial_offsets('v1\n{"t":{"0":3}}') == {"t": {"0": 3}}
+
+
+def test_a_checkpoint_s_creation_time_comes_from_its_metadata_file(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    assert checkpoints.created_at_ms(spark, str(checkpoint)) is None
+    checkpoint.mkdir()
+    (checkpoint / "metadata").write_text('{"id":"q"}\n')
+    os.utime(checkpoint / "metadata", (1_796_000_000, 1_796_000_000))
+    assert checkpoints.created_at_ms(spark, str(checkpoint)) == 1_796_000_000_000
