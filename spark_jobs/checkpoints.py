@@ -131,10 +131,7 @@ def parse_initial_offsets(text: str) -> dict[str, Any]:
 def created_at_ms(spark: SparkSession, checkpoint: str) -> int | None:
     """When the query first started in this checkpoint (its ``metadata`` file's time),
     None when it has not: every row a query of this checkpoint wrote came after it."""
-    fs, hadoop_path = _fs_path(spark, f"{checkpoint.rstrip('/')}/metadata")
-    if not fs.exists(hadoop_path):
-        return None
-    return int(fs.getFileStatus(hadoop_path).getModificationTime())
+    return _modified_ms(spark, f"{checkpoint.rstrip('/')}/metadata")
 
 
 def committed_at_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> int | None:
@@ -145,7 +142,11 @@ def committed_at_ms(spark: SparkSession, checkpoint: str, batch_id: int) -> int 
     """
     if batch_id < 0:
         return None
-    fs, hadoop_path = _fs_path(spark, f"{checkpoint.rstrip('/')}/commits/{batch_id}")
+    return _modified_ms(spark, f"{checkpoint.rstrip('/')}/commits/{batch_id}")
+
+
+def _modified_ms(spark: SparkSession, path: str) -> int | None:
+    fs, hadoop_path = _fs_path(spark, path)
     if not fs.exists(hadoop_path):
         return None
     return int(fs.getFileStatus(hadoop_path).getModificationTime())
